@@ -1,0 +1,102 @@
+"""Speed of the simulator: env-steps per second of a random agent (makeAction + getState) on the real graphs.
+
+The reference is the real MatterSim (C++, rendering off): about 300,000 env-steps/s at batch 64 on the
+project's 2-core machine. Each step here reads every state's ``navigableLocations`` (to pick a legal
+action), as an agent does::
+
+    python -m benchmarks.bench_simulator --conn-dir ../shared/data/connectivity --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from envs.datadir import shared_data_dir
+from envs.simulator import Simulator
+
+MATTERSIM_STEPS_PER_S = 300_000
+
+
+@dataclass
+class BenchConfig:
+    conn_dir: str = str(shared_data_dir() / "connectivity")
+    """folder with {scan}_connectivity.json and scans.txt"""
+    batch_size: int = 64
+    """episodes stepped together"""
+    steps: int = 2000
+    """batch steps to time (after a short warm-up)"""
+    seed: int = 0
+    """seed of the random starts and actions"""
+    discretized: bool = True
+    """discretized viewing angles (R2R); off: continuous turns"""
+    json: bool = False
+    """print the result as JSON"""
+
+
+def parse_args(argv: list[str] | None) -> BenchConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = BenchConfig()
+    parser.add_argument("--conn-dir", default=defaults.conn_dir, help="connectivity folder (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="episodes per batch (%(default)s)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="batch steps to time (%(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (%(default)s)")
+    parser.add_argument("--continuous", action="store_true", help="continuous turns instead of discretized views")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    a = parser.parse_args(argv)
+    return BenchConfig(a.conn_dir, a.batch_size, a.steps, a.seed, not a.continuous, a.json)
+
+
+def run(cfg: BenchConfig) -> dict:
+    """Time ``cfg.steps`` random batch steps; returns steps/s and the ratio to MatterSim."""
+    sim = Simulator.for_r2r(cfg.conn_dir, batch_size=cfg.batch_size, initialize=False)
+    sim.setDiscretizedViewingAngles(cfg.discretized)
+    t0 = time.perf_counter()
+    sim.initialize()
+    load_s = time.perf_counter() - t0
+    rng = np.random.default_rng(cfg.seed)
+    world = sim.world
+    starts = [(scan, vp) for scan in world.scans for vp in world.graphs[scan].included_ids]
+    pick = rng.choice(len(starts), cfg.batch_size)
+    sim.newEpisode([starts[i][0] for i in pick], [starts[i][1] for i in pick],
+                   rng.uniform(0, 2 * math.pi, cfg.batch_size).tolist(), [0.0] * cfg.batch_size)
+    zeros = [0.0] * cfg.batch_size
+
+    def step(u: np.ndarray, turn: list[float]) -> None:
+        states = sim.getState()
+        index = [int(x * len(s.navigableLocations)) for x, s in zip(u, states)]
+        sim.makeAction(index, turn, zeros)
+
+    uniforms = rng.random((cfg.steps + 50, cfg.batch_size)).tolist()
+    turns = rng.choice([-1.0, 0.0, 1.0], (cfg.steps + 50, cfg.batch_size)).tolist()
+    for t in range(50):
+        step(uniforms[t], turns[t])
+    t0 = time.perf_counter()
+    for t in range(50, cfg.steps + 50):
+        step(uniforms[t], turns[t])
+    elapsed = time.perf_counter() - t0
+    rate = cfg.steps * cfg.batch_size / elapsed
+    return {"config": asdict(cfg), "load_s": load_s, "env_steps_per_s": rate,
+            "ratio_to_mattersim": rate / MATTERSIM_STEPS_PER_S, "us_per_batch_step": elapsed / cfg.steps * 1e6}
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    result = run(cfg)
+    if cfg.json:
+        print(json.dumps(result))
+    else:
+        print(f"loaded {cfg.conn_dir} in {result['load_s']:.2f} s")
+        print(f"batch {cfg.batch_size}: {result['env_steps_per_s']:,.0f} env-steps/s "
+              f"({result['us_per_batch_step']:.0f} us per batch step), "
+              f"{result['ratio_to_mattersim']:.2f}x MatterSim's ~{MATTERSIM_STEPS_PER_S:,}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
