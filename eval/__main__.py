@@ -1,0 +1,179 @@
+"""Score a results file: ``python -m eval r2r|rxr --results FILE --split SPLIT [--data-dir DIR] ...``.
+
+Prints NE, SR, OSR, TL, SPL, nDTW, SDTW, CLS, steps and the episode count (RxR: per language, en = en-IN +
+en-US, hi, te, and their average); ``--json`` prints the summary as JSON instead; ``--per-episode OUT.jsonl``
+writes every episode's metrics. Metric choices default to the official scorers (see :mod:`eval.metrics`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from envs.datadir import DataError
+from eval.metrics import MetricOptions
+from eval.score import ScoreReport, score_file, write_jsonl_atomic
+
+
+@dataclass
+class ScoreConfig:
+    """Options of ``python -m eval``."""
+
+    task: str = "r2r"
+    """r2r or rxr."""
+    results: Path | None = None
+    """The results (submission) file: a JSON list of {instr_id, trajectory: [[viewpoint, heading, elevation], ...]}."""
+    split: str = "val_unseen"
+    """The split the results were produced on: train, val_seen or val_unseen (default val_unseen)."""
+    data_dir: Path | None = None
+    """Data directory with connectivity/ and R2R/ or RxR/ (default: the built-in world)."""
+    per_episode: Path | None = None
+    """Write each episode's metrics to this JSON-lines file."""
+    json: bool = False
+    """Print the summary as JSON instead of a table."""
+    allow_missing: bool = False
+    """Score only the instructions present instead of failing on missing ones."""
+    all_instructions: bool = False
+    """R2R: also score instructions past _2 (the official scorer counts _0.._2 only)."""
+    languages: list[str] = field(default_factory=list)
+    """RxR: score only these languages (en, hi, te or full codes such as en-US)."""
+    inclusive: bool = False
+    """Count NE == 3 m as success (SR, OSR, SPL); the official R2R scorer requires NE < 3 m."""
+    sdtw_inclusive: bool = False
+    """SDTW's success as NE <= 3 m, as r4r's dtw.py does (default: the same NE < 3 m as SR)."""
+    spl_reference: str = "shortest"
+    """SPL's reference length: shortest (the shortest distance, R2R's; default) or gold (the gold path's length)."""
+    spl_floor: float = 0.0
+    """Lower bound of SPL's denominator (default 0 as in R2R's eval.py; 0.01 in EnvDrop, CLIP-ViL and DUET)."""
+    keep_repeats: bool = False
+    """Count consecutive repeated viewpoints (turns in place) in DTW instead of collapsing them."""
+
+    def metric_options(self) -> MetricOptions:
+        return MetricOptions(inclusive=self.inclusive, sdtw_inclusive=self.sdtw_inclusive,
+                             spl_reference=self.spl_reference, spl_floor=self.spl_floor,  # type: ignore[arg-type]
+                             collapse_repeats=not self.keep_repeats)
+
+
+def _help(name: str) -> str:
+    return _FIELD_DOCS.get(name, "")
+
+
+def _field_docs() -> dict[str, str]:
+    """The one-line docstrings under each ScoreConfig field, read from the source (they become --help)."""
+    import ast
+    import inspect
+
+    try:
+        tree = ast.parse(inspect.getsource(ScoreConfig))
+    except (OSError, TypeError):  # no source (frozen install): options keep their names only
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = after.value.value  # type: ignore[attr-defined]
+    return docs
+
+
+_FIELD_DOCS = _field_docs()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval", description="Score a results file against a split: "
+                                     "NE, SR, OSR, TL, SPL, nDTW, SDTW, CLS, steps (RxR per language).")
+    sub = parser.add_subparsers(dest="task", required=True, metavar="{r2r,rxr}")
+    for task, text in (("r2r", "score R2R results"), ("rxr", "score RxR results, per language")):
+        p = sub.add_parser(task, help=text, description=text)
+        p.add_argument("--results", type=Path, required=True, help=_help("results"))
+        p.add_argument("--split", default="val_unseen", help=_help("split"))
+        p.add_argument("--data-dir", type=Path, default=None, help=_help("data_dir"))
+        p.add_argument("--per-episode", type=Path, default=None, metavar="OUT.jsonl", help=_help("per_episode"))
+        p.add_argument("--json", action="store_true", help=_help("json"))
+        p.add_argument("--allow-missing", action="store_true", help=_help("allow_missing"))
+        if task == "r2r":
+            p.add_argument("--all-instructions", action="store_true", help=_help("all_instructions"))
+        else:
+            p.add_argument("--languages", nargs="+", default=[], help=_help("languages"))
+        p.add_argument("--inclusive", action="store_true", help=_help("inclusive"))
+        p.add_argument("--sdtw-inclusive", action="store_true", help=_help("sdtw_inclusive"))
+        p.add_argument("--spl-reference", choices=("shortest", "gold"), default="shortest",
+                       help=_help("spl_reference"))
+        p.add_argument("--spl-floor", type=float, default=0.0, help=_help("spl_floor"))
+        p.add_argument("--keep-repeats", action="store_true", help=_help("keep_repeats"))
+    return parser
+
+
+def parse_config(argv: list[str] | None) -> ScoreConfig:
+    args = vars(build_parser().parse_args(argv))
+    return ScoreConfig(**{k: v for k, v in args.items() if k in ScoreConfig.__dataclass_fields__})
+
+
+def resolve_data_dir(data_dir: Path | None) -> Path:
+    """The given directory, else the built-in world (announced on stderr)."""
+    if data_dir is not None:
+        return data_dir
+    try:
+        from envs.world import default_world_dir
+    except ImportError:
+        raise DataError("no --data-dir given and the built-in world is not available; "
+                        "pass --data-dir DIR (a folder with connectivity/ and R2R/ or RxR/)") from None
+    path = default_world_dir()
+    print(f"Using the built-in world at {path}", file=sys.stderr)
+    return path
+
+
+COLUMNS = (("NE", "nav_error", 1.0), ("SR", "success", 100.0), ("OSR", "oracle_success", 100.0),
+           ("TL", "length", 1.0), ("SPL", "spl", 100.0), ("nDTW", "ndtw", 100.0), ("SDTW", "sdtw", 100.0),
+           ("CLS", "cls", 100.0), ("steps", "steps", 1.0))
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    """A fixed-width table, one line per named summary; rates in percent, NE and TL in metres."""
+    name_width = max(len(n) for n in rows)
+    lines = [" " * name_width + "".join(f"{c:>8}" for c, _, _ in COLUMNS) + f"{'count':>8}"]
+    for name, summary in rows.items():
+        cells = "".join(f"{summary[k] * scale:8.2f}" if not math.isnan(summary[k]) else f"{'-':>8}"
+                        for _, k, scale in COLUMNS)
+        lines.append(f"{name:<{name_width}}{cells}{summary['count']:8d}")
+    return "\n".join(lines)
+
+
+def summary_json(cfg: ScoreConfig, report: ScoreReport) -> dict:
+    return {"task": cfg.task, "split": cfg.split, "results": str(cfg.results), "summary": report.summary,
+            "languages": report.languages, "notes": report.notes, "options": asdict(cfg.metric_options())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv)
+    try:
+        data_dir = resolve_data_dir(cfg.data_dir)
+        report = score_file(cfg.task, cfg.results, data_dir, cfg.split, options=cfg.metric_options(),
+                            allow_missing=cfg.allow_missing, all_instructions=cfg.all_instructions,
+                            languages=cfg.languages or None)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if cfg.per_episode is not None:
+        write_jsonl_atomic(cfg.per_episode, report.rows)
+    if cfg.json:
+        print(json.dumps(summary_json(cfg, report), indent=2))
+    else:
+        title = f"{cfg.task.upper()} {cfg.split}: {report.summary['count']} episodes scored from {cfg.results}"
+        table = {**report.languages} if report.languages else {"all": report.summary}
+        if report.languages:
+            table["all"] = report.summary
+        print(title)
+        print(format_table(table))
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if cfg.per_episode is not None:
+        print(f"Per-episode metrics written to {cfg.per_episode}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""Scoring a results file: validate it against a split, score every episode, aggregate (per language for RxR).
+
+The results (submission) format is a JSON list of ``{"instr_id": str, "trajectory": [[viewpoint, heading,
+elevation], ...]}``. Validation follows R2R's official ``tasks/R2R/eval.py`` but fails with a message that
+names the entry and the fix instead of an assertion: every trajectory starts at the episode's start, stays
+in its scan, and moves only along graph edges; every scored instruction of the split is present once.
+As the official scorer does, R2R scores only instructions ``_0`` to ``_2`` of each path (15 train/val_seen
+paths have a fourth, which agents also run): results for the others are accepted and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from envs.datadir import DataDir, DataError, data_error
+from envs.navgraph import NavGraph, load_graphs
+from eval.metrics import MetricOptions, aggregate, invalid_moves, score_episodes
+
+R2R_SCORED_INSTRUCTIONS = 3  # eval.py builds '%d_%d' % (path_id, i) for i in range(3)
+RXR_LANGUAGE_GROUPS = {"en": ("en-IN", "en-US"), "hi": ("hi-IN",), "te": ("te-IN",)}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What scoring needs of one episode: its id, scan, gold path and (RxR) language."""
+
+    instr_id: str
+    scan: str
+    path: list[str]
+    language: str | None = None
+
+
+@dataclass
+class ScoreReport:
+    """Per-episode metrics (in results-file order), the summary, per-language summaries and notes for the user."""
+
+    rows: list[dict]
+    summary: dict[str, float]
+    languages: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def read_results(path: str | Path) -> list[dict]:
+    """Read a results file, checking its shape: a list of objects with ``instr_id`` and ``trajectory``."""
+    path = Path(path)
+    if not path.exists():
+        raise data_error(path, "results file not found", "Pass --results the JSON file your agent wrote")
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise data_error(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
+                         "Write the results with json.dump") from None
+    if not isinstance(results, list):
+        raise data_error(path, f"expected a JSON list of results, found {type(results).__name__}",
+                         'Write [{"instr_id": ..., "trajectory": [[viewpoint, heading, elevation], ...]}, ...]')
+    for k, item in enumerate(results):
+        where = f"entry {k}"
+        if not isinstance(item, dict):
+            raise data_error(path, f"{where} is a {type(item).__name__}, not an object",
+                             'Each entry must be {"instr_id": ..., "trajectory": [...]}')
+        if "instr_id" in item:
+            where += f" (instr_id {item['instr_id']!r})"
+        missing = [key for key in ("instr_id", "trajectory") if key not in item]
+        if missing:
+            raise data_error(path, f"{where} lacks {' and '.join(repr(m) for m in missing)}",
+                             'Each entry must be {"instr_id": ..., "trajectory": [[viewpoint, heading, elevation], ...]}')
+        traj = item["trajectory"]
+        if not isinstance(traj, list) or not traj:
+            raise data_error(path, f"{where}: 'trajectory' must be a non-empty list",
+                             "It starts with the episode's start viewpoint, as the agent recorded it")
+        for s, step in enumerate(traj):
+            vp = step[0] if isinstance(step, list | tuple) and step else step
+            if not isinstance(vp, str):
+                raise data_error(path, f"{where}: trajectory step {s} is {step!r}",
+                                 "Each step must be [viewpoint_id, heading, elevation]")
+    return results
+
+
+def load_references(task: str, data_dir: str | Path, split: str,
+                    languages: Sequence[str] | None = None) -> list[Reference]:
+    """The split's episodes as :class:`Reference` records, through ``tasks.r2r`` / ``tasks.rxr``."""
+    data = DataDir(Path(data_dir))
+    if split.startswith("test"):
+        raise DataError(f"the {task} {split} split has no goal viewpoints, so it cannot be scored here; "
+                        "submit its results to the task's evaluation server")
+    if task == "r2r":
+        path = data.require(data.r2r_split(split), f"R2R {split} split")
+        try:
+            from tasks.r2r import load_r2r
+        except ImportError:  # tasks.r2r is being written; until then read the file here
+            return _read_r2r(path)
+        episodes = load_r2r(path, split)
+    elif task == "rxr":
+        path = data.require(data.rxr_split(split), f"RxR {split} guide file")
+        try:
+            from tasks.rxr import load_rxr
+        except ImportError:
+            return _read_rxr(path, languages)
+        episodes = load_rxr(path, split, languages=list(languages) if languages else None)
+    else:
+        raise DataError(f"unknown task {task!r}; choose r2r or rxr")
+    return [Reference(str(ep.instr_id), ep.scan, list(ep.path), getattr(ep, "language", None)) for ep in episodes]
+
+
+def _read_r2r(path: Path) -> list[Reference]:
+    return [Reference(f"{item['path_id']}_{k}", item["scan"], list(item["path"]))
+            for item in json.loads(path.read_text()) for k in range(len(item["instructions"]))]
+
+
+def _read_rxr(path: Path, languages: Sequence[str] | None) -> list[Reference]:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        items = [json.loads(line) for line in f if line.strip()]
+    wanted = {c for lang in languages for c in RXR_LANGUAGE_GROUPS.get(lang, (lang,))} if languages else None
+    return [Reference(str(it["instruction_id"]), it["scan"], list(it["path"]), it["language"])
+            for it in items if wanted is None or it["language"] in wanted]
+
+
+def scored_subset(task: str, references: Iterable[Reference], all_instructions: bool = False) -> list[Reference]:
+    """The references the official scorer counts: R2R's instructions ``_0.._2`` (all with ``all_instructions``)."""
+    references = list(references)
+    if task != "r2r" or all_instructions:
+        return references
+    return [r for r in references if _instruction_index(r.instr_id) < R2R_SCORED_INSTRUCTIONS]
+
+
+def _instruction_index(instr_id: str) -> int:
+    """``k`` of an R2R ``{path_id}_{k}`` id (0 for ids of another shape, which are always scored)."""
+    suffix = instr_id.rsplit("_", 1)[-1]
+    return int(suffix) if "_" in instr_id and suffix.isdigit() else 0
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def _check_entry(source: str, k: int, item: dict, ref: Reference, graph: NavGraph) -> list[str]:
+    where = f"entry {k} (instr_id {item['instr_id']!r})"
+    visited = [step[0] if isinstance(step, list | tuple) else step for step in item["trajectory"]]
+    for s, vp in enumerate(visited):
+        if vp not in graph.index:
+            raise data_error(source, f"{where}: trajectory step {s} is at viewpoint {vp!r}, which is not in "
+                             f"scan {ref.scan}", "Trajectories must stay in the episode's scan")
+    if visited[0] != ref.path[0]:
+        raise data_error(source, f"{where}: the trajectory starts at {visited[0]} but the episode starts at "
+                         f"{ref.path[0]}", "Record the start viewpoint as the first step")
+    bad = invalid_moves(visited, graph)
+    if bad:
+        s, a, b = bad[0]
+        raise data_error(source, f"{where}: step {s} moves from {graph.ids[a]} to {graph.ids[b]}, which are not "
+                         f"joined by an edge of scan {ref.scan}'s navigation graph",
+                         "Record every viewpoint passed through; moves must follow graph edges")
+    return visited
+
+
+def score_results(results: Sequence[dict], references: Sequence[Reference], graphs: Mapping[str, NavGraph], *,
+                  scored: Sequence[Reference] | None = None, options: MetricOptions = MetricOptions(),
+                  allow_missing: bool = False, source: str = "<results>") -> ScoreReport:
+    """Validate ``results`` against the split and score them.
+
+    ``references`` are all the split's episodes (an id outside them is an error); ``scored`` the ones to
+    score (default: all). A scored episode missing from the results is an error unless ``allow_missing``,
+    when only the present ones are scored and a note says how many were left out.
+    """
+    scored = list(references) if scored is None else list(scored)
+    known = {r.instr_id: r for r in references}
+    wanted = {r.instr_id for r in scored}
+    seen: dict[str, int] = {}
+    notes: list[str] = []
+    picked: list[tuple[dict, Reference, list[str]]] = []
+    skipped = 0
+    for k, item in enumerate(results):
+        instr_id = str(item["instr_id"])
+        if instr_id not in known:
+            raise data_error(source, f"entry {k}: instr_id {instr_id!r} is not in this split",
+                             "Score the results against the split they were produced on (--split)")
+        if instr_id in seen:
+            raise data_error(source, f"entry {k}: instr_id {instr_id!r} repeats entry {seen[instr_id]}",
+                             "Keep one trajectory per instruction")
+        seen[instr_id] = k
+        if instr_id not in wanted:
+            skipped += 1
+            continue
+        ref = known[instr_id]
+        picked.append((item, ref, _check_entry(source, k, item, ref, graphs[ref.scan])))
+    missing = [r.instr_id for r in scored if r.instr_id not in seen]
+    if missing:
+        if not allow_missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise data_error(source, f"{len(missing)} of the split's {len(scored)} instructions have no "
+                             f"trajectory ({shown})", "Run the agent on the whole split, or pass --allow-missing "
+                             "to score only the ones present")
+        notes.append(f"--allow-missing: scored {len(picked)} of {len(scored)} instructions; "
+                     f"{len(missing)} missing ones left out")
+    if skipped:
+        notes.append(f"skipped {skipped} results the official scorer does not count "
+                     f"(R2R scores instructions _0.._2 only; --all-instructions scores them)")
+    rows = score_episodes([v for _, _, v in picked], [r.path for _, r, _ in picked],
+                          [graphs[r.scan] for _, r, _ in picked], options)
+    out = []
+    for (_, ref, _), row in zip(picked, rows):
+        head = {"instr_id": ref.instr_id, "scan": ref.scan}
+        if ref.language is not None:
+            head["language"] = ref.language
+        out.append(head | row)
+    report = ScoreReport(out, aggregate(rows), notes=notes)
+    if any(r.language is not None for _, r, _ in picked):
+        report.languages = language_summaries(out)
+    return report
+
+
+def language_summaries(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """RxR's breakdown: en (en-IN + en-US), hi, te, and ``average``, the mean over the languages present."""
+    out: dict[str, dict[str, float]] = {}
+    for group, codes in RXR_LANGUAGE_GROUPS.items():
+        members = [r for r in rows if r.get("language") in codes]
+        if members:
+            out[group] = aggregate(members)
+    others = sorted({r.get("language") for r in rows} - {c for cs in RXR_LANGUAGE_GROUPS.values() for c in cs})
+    for code in others:
+        out[str(code)] = aggregate([r for r in rows if r.get("language") == code])
+    if out:
+        keys = [k for k in next(iter(out.values())) if k != "count"]
+        out["average"] = {k: float(np.mean([s[k] for s in out.values()])) for k in keys}
+        out["average"]["count"] = sum(s["count"] for g, s in out.items() if g != "average")
+    return out
+
+
+def score_file(task: str, results_path: str | Path, data_dir: str | Path, split: str, *,
+               options: MetricOptions = MetricOptions(), allow_missing: bool = False,
+               all_instructions: bool = False, languages: Sequence[str] | None = None) -> ScoreReport:
+    """Read, validate and score a results file against ``split`` of ``data_dir`` (the command's whole job)."""
+    results = read_results(results_path)
+    references = load_references(task, data_dir, split, languages)
+    data = DataDir(Path(data_dir))
+    conn = data.require(data.connectivity, "connectivity folder")
+    graphs = load_graphs(conn, sorted({r.scan for r in references}))
+    return score_results(results, references, graphs, scored=scored_subset(task, references, all_instructions),
+                         options=options, allow_missing=allow_missing, source=str(results_path))
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping]) -> None:
+    """Write one JSON object per line, replacing ``path`` only once the whole file is written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
