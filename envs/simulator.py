@@ -293,8 +293,10 @@ class Simulator:
             raise ValueError(f"Invalid action index {int(idx[i])}: episode {i} at {self.world.ids[self._node[i]]} "
                              f"(scan {self._scan[i]}) has {int(counts[i])} navigable locations "
                              f"(0 stays, 1..{int(counts[i]) - 1} move)")
-        move = idx > 0
-        self._node = np.where(move, nav.target[np.where(move, nav.start[:-1] + idx - 1, 0)], self._node)
+        move = np.flatnonzero(idx > 0)
+        if len(move):
+            self._node = self._node.copy()
+            self._node[move] = nav.target[nav.start[move] + idx[move] - 1]
         self._step += 1
         if self.discretize_views:  # only the sign of the change counts
             dh = np.sign(dh) * HEADING_INCREMENT
