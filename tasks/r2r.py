@@ -1,0 +1,140 @@
+"""Room-to-Room (R2R) episodes: read the official split files and expand them into one episode per instruction.
+
+An R2R split file is a JSON list of paths::
+
+    {"distance": 11.66, "scan": "VLzqgDo317F", "path_id": 6250, "path": [viewpoint, ...],
+     "heading": 3.751, "instructions": [str, str, str]}
+
+Each instruction becomes an :class:`Episode` with ``instr_id = f"{path_id}_{k}"`` (the id results files
+and the official scorer use). The test split holds only the start viewpoint and no ``distance``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.datadir import DataDir, DataError, data_error
+from tasks.tokenize import R2R_MAX_LEN, Vocab
+
+R2R_SPLITS = ("train", "val_seen", "val_unseen", "test")
+
+
+@dataclass
+class Episode:
+    """One instruction to follow: where it starts, the gold path and the words (R2R and RxR alike)."""
+
+    instr_id: str  # R2R: f"{path_id}_{k}"; RxR: str(instruction_id)
+    path_id: int
+    scan: str
+    path: list[str]  # gold viewpoints, start first (test split: the start only)
+    heading: float  # start heading, radians clockwise from +y
+    instruction: str
+    distance: float | None = None  # gold path length in metres (R2R; None for test and RxR)
+    language: str = "en"  # "en" for R2R; RxR's code as given, e.g. "hi-IN"
+    instr_tokens: list[str] | None = None  # filled by encode_episodes
+    instr_encoding: np.ndarray | None = None  # int64 [max_len], filled by encode_episodes
+    extra: dict[str, Any] = field(default_factory=dict)  # other fields of the record (RxR: annotator_id, ...)
+
+    @property
+    def start(self) -> str:
+        return self.path[0]
+
+    @property
+    def goal(self) -> str:
+        return self.path[-1]
+
+
+def resolve_split_file(source: str | os.PathLike, split: str, task: str) -> Path:
+    """A split file from a data directory (``DATA/R2R/...``, ``DATA/RxR/...``) or a file path given directly."""
+    source = Path(source)
+    if source.is_dir():
+        data = DataDir(source)
+        path = data.r2r_split(split) if task == "R2R" else data.rxr_split(split)
+        return data.require(path, f"{task} {split} split")
+    if not source.exists():
+        raise data_error(source, f"{task} split file not found", "Pass a data directory or an existing split file")
+    return source
+
+
+def _check(path: Path, where: str, record: Any, name: str, kinds: type | tuple[type, ...], optional: bool = False) -> Any:
+    """Field ``name`` of the record at ``where`` (e.g. "entry 3"), type-checked; one clear DataError otherwise."""
+    if not isinstance(record, dict):
+        raise data_error(path, f"{where} is a {type(record).__name__}, not an object", "Each entry must be a JSON object")
+    if name not in record:
+        if optional:
+            return None
+        raise data_error(path, f"{where} has no field {name!r}", "Check that this is an unmodified split file")
+    value = record[name]
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        kind = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+        raise data_error(path, f"{where} field {name!r} is {value!r:.60}, expected {kind}", "Check that this is an unmodified split file")
+    return value
+
+
+def _check_path(path: Path, where: str, record: dict) -> list[str]:
+    viewpoints = _check(path, where, record, "path", list)
+    if not viewpoints or not all(isinstance(v, str) for v in viewpoints):
+        raise data_error(path, f"{where} field 'path' must be a non-empty list of viewpoint ids", "Check the split file")
+    return viewpoints
+
+
+def load_r2r(source: str | os.PathLike, split: str) -> list[Episode]:
+    """Episodes of one R2R split (``train``, ``val_seen``, ``val_unseen``, ``test``), one per instruction.
+
+    ``source`` is a data directory (reads ``R2R/R2R_{split}.json``) or a split file. A malformed file
+    raises one :class:`DataError` naming the file, the entry index and the field.
+    """
+    path = resolve_split_file(source, split, "R2R")
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise data_error(path, f"not valid JSON ({err})", "Download the split file again") from None
+    if not isinstance(records, list):
+        raise data_error(path, "top level is not a list of paths", "An R2R split file is a JSON list")
+    episodes = []
+    for index, record in enumerate(records):
+        where = f"entry {index}"
+        path_id = _check(path, where, record, "path_id", int)
+        scan = _check(path, where, record, "scan", str)
+        viewpoints = _check_path(path, where, record)
+        heading = float(_check(path, where, record, "heading", (int, float)))
+        distance = _check(path, where, record, "distance", (int, float), optional=True)
+        instructions = _check(path, where, record, "instructions", list)
+        for k, instruction in enumerate(instructions):
+            if not isinstance(instruction, str):
+                raise data_error(path, f"entry {index} field 'instructions'[{k}] is not a string", "Check the split file")
+            episodes.append(
+                Episode(
+                    instr_id=f"{path_id}_{k}",
+                    path_id=path_id,
+                    scan=scan,
+                    path=list(viewpoints),
+                    heading=heading,
+                    instruction=instruction,
+                    distance=None if distance is None else float(distance),
+                    language="en",
+                )
+            )
+    return episodes
+
+
+def encode_episodes(episodes: Iterable[Episode], vocab: Vocab, max_len: int = R2R_MAX_LEN) -> None:
+    """Fill ``instr_tokens`` and ``instr_encoding`` (int64 ``[max_len]``) of every episode in place."""
+    for episode in episodes:
+        episode.instr_tokens = vocab.tokens(episode.instruction)
+        episode.instr_encoding = vocab.encode(episode.instruction, max_len)
+
+
+def build_r2r_vocab(source: str | os.PathLike, split: str = "train", min_count: int = 5, legacy_order: bool = True) -> Vocab:
+    """EnvDrop's vocabulary from an R2R split (``legacy_order`` reproduces its ``train_vocab.txt`` exactly)."""
+    return Vocab.build((e.instruction for e in load_r2r(source, split)), min_count=min_count, legacy_order=legacy_order)
+
+
+__all__ = ["Episode", "R2R_SPLITS", "DataError", "load_r2r", "encode_episodes", "build_r2r_vocab", "resolve_split_file"]
