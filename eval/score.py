@@ -29,12 +29,13 @@ RXR_LANGUAGE_GROUPS = {"en": ("en-IN", "en-US"), "hi": ("hi-IN",), "te": ("te-IN
 
 @dataclass(frozen=True)
 class Reference:
-    """What scoring needs of one episode: its id, scan, gold path and (RxR) language."""
+    """What scoring needs of one episode: its id, scan, gold path, (RxR) language; and its start heading."""
 
     instr_id: str
     scan: str
     path: list[str]
     language: str | None = None
+    heading: float = 0.0
 
 
 @dataclass
@@ -84,46 +85,29 @@ def read_results(path: str | Path) -> list[dict]:
     return results
 
 
-def load_references(task: str, data_dir: str | Path, split: str,
-                    languages: Sequence[str] | None = None) -> list[Reference]:
-    """The split's episodes as :class:`Reference` records, through ``tasks.r2r`` / ``tasks.rxr``."""
+def load_references(task: str, data_dir: str | Path, split: str, languages: Sequence[str] | None = None,
+                    allow_test: bool = False) -> list[Reference]:
+    """The split's episodes as :class:`Reference` records, through ``tasks.r2r`` / ``tasks.rxr``.
+
+    Test splits have no goals and are refused unless ``allow_test`` (agents may still run on them).
+    """
     data = DataDir(Path(data_dir))
-    if split.startswith("test"):
+    if split.startswith("test") and not allow_test:
         raise DataError(f"the {task} {split} split has no goal viewpoints, so it cannot be scored here; "
                         "submit its results to the task's evaluation server")
     if task == "r2r":
-        path = data.require(data.r2r_split(split), f"R2R {split} split")
-        try:
-            from tasks.r2r import load_r2r
-        except ImportError:  # tasks.r2r is being written; until then read the file here
-            return _read_r2r(path)
-        episodes = load_r2r(path, split)
+        from tasks.r2r import load_r2r
+
+        episodes = load_r2r(data.require(data.r2r_split(split), f"R2R {split} split"), split)
     elif task == "rxr":
-        path = data.require(data.rxr_split(split), f"RxR {split} guide file")
-        try:
-            from tasks.rxr import load_rxr
-        except ImportError:
-            return _read_rxr(path, languages)
-        episodes = load_rxr(path, split, languages=list(languages) if languages else None)
+        from tasks.rxr import load_rxr
+
+        episodes = load_rxr(data.require(data.rxr_split(split), f"RxR {split} guide file"), split,
+                            languages=list(languages) if languages else None)
     else:
         raise DataError(f"unknown task {task!r}; choose r2r or rxr")
-    return [Reference(str(ep.instr_id), ep.scan, list(ep.path), getattr(ep, "language", None)) for ep in episodes]
-
-
-def _read_r2r(path: Path) -> list[Reference]:
-    return [Reference(f"{item['path_id']}_{k}", item["scan"], list(item["path"]))
-            for item in json.loads(path.read_text()) for k in range(len(item["instructions"]))]
-
-
-def _read_rxr(path: Path, languages: Sequence[str] | None) -> list[Reference]:
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
-        items = [json.loads(line) for line in f if line.strip()]
-    wanted = {c for lang in languages for c in RXR_LANGUAGE_GROUPS.get(lang, (lang,))} if languages else None
-    return [Reference(str(it["instruction_id"]), it["scan"], list(it["path"]), it["language"])
-            for it in items if wanted is None or it["language"] in wanted]
+    return [Reference(ep.instr_id, ep.scan, list(ep.path), ep.language if task == "rxr" else None,
+                      float(ep.heading)) for ep in episodes]
 
 
 def scored_subset(task: str, references: Iterable[Reference], all_instructions: bool = False) -> list[Reference]:

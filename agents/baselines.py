@@ -1,0 +1,227 @@
+"""R2R's simple baselines on the MatterSim-exact simulator: ``python -m agents.baselines stop|random|shortest``.
+
+They follow ``tasks/R2R/agent.py`` of peteanderson80/Matterport3DSimulator and its environment
+(``tasks/R2R/env.py``): discretized views, a 640x480 camera with a 60 degree vertical field of view, each
+episode starting at its start viewpoint and heading with elevation 0. Every simulator step is recorded as a
+``[viewpoint, heading, elevation]`` entry of the trajectory (turns repeat the viewpoint), as R2R's agents do.
+
+- **stop** never moves: the trajectory is the start alone.
+- **random** (Anderson et al. 2018, Table 1 "Random"): turns right 0..11 times (30 degrees each, uniformly
+  drawn), then moves forward into ``navigableLocations[1]`` (the location nearest the centre of view) until
+  it has moved 5 times, turning right instead whenever nothing is in view; within 30 steps.
+- **shortest** follows R2R's teacher (``R2RBatch._shortest_path_action``) to the goal: face the next viewpoint
+  of the shortest path (turn while it is more than 30 degrees off-centre, tilt while it is more than 30
+  degrees above or below), then move to it; if it is not in view, level the camera and turn towards it.
+
+The episodes are run together as one batch of the simulator (results do not depend on the batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envs.datadir import DataDir, DataError
+from envs.navgraph import NavGraph, load_graphs
+from envs.simulator import Simulator
+from eval.score import Reference, load_references
+
+AGENTS = ("stop", "random", "shortest")
+TURN = math.radians(30)  # in discretized mode only the sign counts: one 30 degree step
+RANDOM_MAX_STEPS = 30  # RandomAgent.rollout: for t in range(30)
+RANDOM_FORWARD_STEPS = 5
+
+
+def _opt(default, help: str):  # noqa: A002 (argparse's name)
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class BaselineConfig:
+    """Options of ``python -m agents.baselines`` (each field's help is its ``--help`` line)."""
+
+    agent: str = _opt("random", "stop, random or shortest.")
+    split: str = _opt("val_unseen", "The split to run: train, val_seen, val_unseen or test (default val_unseen).")
+    out: Path = _opt(Path("results.json"), "Where to write the results file (the submission format).")
+    data_dir: Path | None = _opt(None, "Data directory with connectivity/ and R2R/ or RxR/ (default: the built-in "
+                                       "world).")
+    task: str = _opt("r2r", "r2r or rxr: which split's episodes to run (default r2r).")
+    seed: int = _opt(1, "Seed of the random agent's turns (default 1, as R2R's BaseAgent seeds Python's random).")
+    max_steps: int = _opt(200, "Safety limit on the shortest agent's steps (about 15 suffice on R2R; default 200); "
+                               "exceeding it is an error.")
+
+
+Trajectory = list[list]
+
+
+def _record(sim: Simulator, trajectories: list[Trajectory], active: list[bool]) -> list:
+    states = sim.getState()
+    for i, st in enumerate(states):
+        if active[i]:
+            trajectories[i].append([st.location.viewpointId, st.heading, st.elevation])
+    return states
+
+
+def _start(sim: Simulator, episodes: list[Reference]) -> tuple[list, list[Trajectory]]:
+    sim.newEpisode([e.scan for e in episodes], [e.path[0] for e in episodes], [e.heading for e in episodes],
+                   [0.0] * len(episodes))
+    trajectories: list[Trajectory] = [[] for _ in episodes]
+    return _record(sim, trajectories, [True] * len(episodes)), trajectories
+
+
+def run_stop(sim: Simulator, episodes: list[Reference]) -> list[Trajectory]:
+    """StopAgent: the start viewpoint, heading and elevation (snapped to the 30 degree grid), nothing else."""
+    return _start(sim, episodes)[1]
+
+
+def run_random(sim: Simulator, episodes: list[Reference], seed: int = 1) -> list[Trajectory]:
+    """RandomAgent: 0..11 right turns, then forward into navigableLocations[1] 5 times (see the module doc)."""
+    rng = random.Random(seed)
+    turns = [rng.randrange(12) for _ in episodes]  # R2R: random.sample(range(-11, 1), 1) -> -turns
+    forwards = [0] * len(episodes)
+    states, trajectories = _start(sim, episodes)
+    active = [True] * len(episodes)
+    for _ in range(RANDOM_MAX_STEPS):
+        index, heading = [0] * len(episodes), [0.0] * len(episodes)
+        for i, st in enumerate(states):
+            if forwards[i] >= RANDOM_FORWARD_STEPS:
+                active[i] = False  # "do nothing, i.e. end": this step is not recorded
+            elif turns[i] > 0:
+                heading[i], turns[i] = TURN, turns[i] - 1
+            elif len(st.navigableLocations) > 1:
+                index[i], forwards[i] = 1, forwards[i] + 1
+            else:
+                heading[i] = TURN  # turn right until something is in view
+        if not any(active):
+            break
+        sim.makeAction(index, heading, [0.0] * len(episodes))
+        states = _record(sim, trajectories, active)
+    return trajectories
+
+
+def teacher_action(state, goal: str, graph: NavGraph) -> tuple[int, float, float]:
+    """R2R's ``_shortest_path_action``: (navigable index, heading change, elevation change); (0, 0, 0) at the goal."""
+    here = state.location.viewpointId
+    if here == goal:
+        return 0, 0.0, 0.0
+    nxt = graph.next_hop(here, goal)
+    level = state.viewIndex // 12  # 0 looks down, 1 level, 2 up
+    for i, loc in enumerate(state.navigableLocations):
+        if loc.viewpointId == nxt:
+            if loc.rel_heading > math.pi / 6:
+                return 0, TURN, 0.0
+            if loc.rel_heading < -math.pi / 6:
+                return 0, -TURN, 0.0
+            if loc.rel_elevation > math.pi / 6 and level < 2:
+                return 0, 0.0, TURN
+            if loc.rel_elevation < -math.pi / 6 and level > 0:
+                return 0, 0.0, -TURN
+            return i, 0.0, 0.0
+    if level == 0:  # not in view: level the camera first, then turn towards it
+        return 0, 0.0, TURN
+    if level == 2:
+        return 0, 0.0, -TURN
+    dx, dy = (float(v) for v in graph.position(nxt)[:2] - graph.position(here)[:2])
+    target = (math.pi / 2 - math.atan2(dy, dx)) % (2 * math.pi)  # heading is clockwise from +y
+    heading = state.heading
+    if (heading > target and heading - target < math.pi) or (target > heading and target - heading > math.pi):
+        return 0, -TURN, 0.0
+    return 0, TURN, 0.0
+
+
+def run_shortest(sim: Simulator, episodes: list[Reference], graphs: dict[str, NavGraph],
+                 max_steps: int = 200) -> list[Trajectory]:
+    """ShortestAgent: R2R's teacher actions until each episode stands on its goal (every step recorded)."""
+    states, trajectories = _start(sim, episodes)
+    active = [True] * len(episodes)
+    for _ in range(max_steps):
+        actions = [teacher_action(st, ep.path[-1], graphs[ep.scan]) if on else (0, 0.0, 0.0)
+                   for st, ep, on in zip(states, episodes, active)]
+        for i, a in enumerate(actions):
+            if a == (0, 0.0, 0.0):
+                active[i] = False
+        if not any(active):
+            return trajectories
+        sim.makeAction(*(list(column) for column in zip(*actions)))
+        states = _record(sim, trajectories, active)
+    stuck = [ep.instr_id for ep, on in zip(episodes, active) if on]
+    raise RuntimeError(f"the shortest agent did not reach the goal within {max_steps} steps for {len(stuck)} "
+                       f"episodes (e.g. {stuck[:3]}); raise --max-steps")
+
+
+def run_baseline(cfg: BaselineConfig, data_dir: Path) -> list[dict]:
+    """Run ``cfg.agent`` on every episode of the split; returns the results in the submission format."""
+    if cfg.agent not in AGENTS:
+        raise DataError(f"unknown agent {cfg.agent!r}; choose one of {', '.join(AGENTS)}")
+    episodes = load_references(cfg.task, data_dir, cfg.split, allow_test=True)
+    if not episodes:
+        raise DataError(f"the {cfg.task} {cfg.split} split of {data_dir} has no episodes")
+    data = DataDir(data_dir)
+    conn = data.require(data.connectivity, "connectivity folder")
+    sim = Simulator.for_r2r(conn, batch_size=len(episodes))
+    if cfg.agent == "stop":
+        trajectories = run_stop(sim, episodes)
+    elif cfg.agent == "random":
+        trajectories = run_random(sim, episodes, cfg.seed)
+    else:
+        graphs = load_graphs(conn, sorted({ep.scan for ep in episodes}))
+        trajectories = run_shortest(sim, episodes, graphs, cfg.max_steps)
+    return [{"instr_id": ep.instr_id, "trajectory": traj} for ep, traj in zip(episodes, trajectories)]
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file, so a killed run never leaves half a results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    helps = {name: f.metadata["help"] for name, f in BaselineConfig.__dataclass_fields__.items()}
+    p = argparse.ArgumentParser(prog="python -m agents.baselines",
+                                description="Run R2R's Stop, Random or Shortest baseline and write a results file.")
+    p.add_argument("agent", choices=AGENTS, help=helps["agent"])
+    p.add_argument("--split", default="val_unseen", help=helps["split"])
+    p.add_argument("--out", type=Path, required=True, help=helps["out"])
+    p.add_argument("--data-dir", type=Path, default=None, help=helps["data_dir"])
+    p.add_argument("--task", choices=("r2r", "rxr"), default="r2r", help=helps["task"])
+    p.add_argument("--seed", type=int, default=1, help=helps["seed"])
+    p.add_argument("--max-steps", type=int, default=200, help=helps["max_steps"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = BaselineConfig(**vars(args))
+    try:
+        if cfg.data_dir is None:
+            from eval.__main__ import resolve_data_dir
+
+            data_dir = resolve_data_dir(None)
+        else:
+            data_dir = cfg.data_dir
+        results = run_baseline(cfg, data_dir)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json_atomic(cfg.out, results)
+    print(f"{cfg.agent}: {len(results)} trajectories of the {cfg.task} {cfg.split} split written to {cfg.out}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
