@@ -1,0 +1,49 @@
+"""Environmental dropout (Tan et al. 2019) and the element-wise feature dropout of EnvDrop.
+
+Both act on the image part of a feature vector only: the last ``angle_dim`` (128) dims of every view and
+candidate feature are the angle feature and are never dropped.
+
+Environmental dropout simulates an unseen house by removing whole feature channels consistently everywhere
+the agent looks. EnvDrop's code (the default here, and what reproduces the published numbers) draws one
+channel mask of the image-feature size per rollout and shares it across the whole batch, all 36 views, every
+step, and the speaker that writes that batch's instructions. The paper describes one mask per environment;
+``per_env=True`` draws one mask per batch element instead. Kept channels are scaled by ``1 / (1 - p)`` (an
+inverted-dropout mask applied to a vector of ones, as EnvDrop does).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def draw_env_mask(feature_dim: int, p: float, batch_size: int = 1, per_env: bool = False,
+                  device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    """One environmental-dropout channel mask: shape (1, D) shared by the batch, or (B, D) with ``per_env``.
+
+    Each channel is 0 with probability ``p`` and ``1 / (1 - p)`` otherwise.
+    """
+    assert 0.0 <= p < 1.0, f"env dropout probability must be in [0, 1), got {p}"
+    rows = batch_size if per_env else 1
+    keep = torch.rand(rows, feature_dim, device=device, generator=generator) >= p  # (rows, D)
+    return keep.float() / (1.0 - p)
+
+
+def apply_image_mask(features: torch.Tensor, mask: torch.Tensor, image_dim: int) -> torch.Tensor:
+    """Multiply the image part (first ``image_dim`` dims) of ``features`` by ``mask``; angle dims pass through.
+
+    ``features`` is (B, ..., D + A) (views (B, 36, D + A), candidates (B, K, D + A), speaker steps
+    (B, T, 36, D + A)); ``mask`` is (1, D) or (B, D) and broadcasts over every middle dim (views, steps).
+    """
+    assert mask.shape[-1] == image_dim, f"mask has {mask.shape[-1]} channels, features have {image_dim} image dims"
+    assert mask.shape[0] in (1, features.shape[0]), \
+        f"mask batch {mask.shape[0]} must be 1 (shared) or the feature batch {features.shape[0]}"
+    view = mask.reshape(mask.shape[0], *([1] * (features.dim() - 2)), image_dim)
+    return torch.cat([features[..., :image_dim] * view, features[..., image_dim:]], dim=-1)
+
+
+def drop_image_features(features: torch.Tensor, p: float, image_dim: int, training: bool) -> torch.Tensor:
+    """EnvDrop's feature dropout: element-wise dropout on the image part only (angle dims kept)."""
+    if not training or p == 0.0:
+        return features
+    return torch.cat([F.dropout(features[..., :image_dim], p, training=True), features[..., image_dim:]], dim=-1)

@@ -1,0 +1,372 @@
+"""Rollouts of the EnvDrop agents on the batched VLN env, their losses, and one-call training iterations.
+
+The env (``envs.vector_env.VLNVectorEnv``) hands out numpy observations: ``instruction`` (B, L),
+``view_features`` (B, 36, D+128), ``candidate_features`` (B, K, D+128), ``action_mask`` (B, K+1) with STOP at
+action 0; ``info["teacher_action"]`` is the next step on the shortest path to the goal. A finished slot stays
+finished until the next reset, so a rollout runs until every slot has stopped or been truncated at the env's
+step limit.
+
+What an iteration does follows EnvDrop's code (``r2r_src/agent.py``, ``train.py``):
+- follower: a teacher-forced rollout (IL: summed cross-entropy / batch x ``il_weight``) and a sampled rollout
+  (A2C) on two different batches, then one step of the three RMSprop optimisers (grad norm clipped to 40 on
+  encoder and decoder). Each rollout is backpropagated as soon as it ends (same gradients as one summed loss,
+  half the peak memory).
+- A2C: returns R_t = r_t + gamma R_{t+1}, bootstrapped by the critic on the final state when the episode was
+  cut off by the step limit; loss = sum over active steps of -log pi (R - V) + 0.5 (R - V)^2 - 0.01 H(pi),
+  divided by the number of active steps. The reward is the env's (EnvDrop's +-2 at STOP, +-1 per move by the
+  change in distance; 0 when the distance is unchanged, where EnvDrop crashes).
+- back-translation: a real-data pass (IL 0.2) plus an augmented pass (IL 0.6) whose instructions the frozen
+  speaker writes greedily under a fresh environmental-dropout mask per rollout, the same mask then applied to
+  the follower's features (in place of feature dropout); both accumulate into one update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.bleu import corpus_bleu
+from agents.envdrop import apply_image_mask, draw_env_mask
+from agents.follower import Follower, angle_feature
+from agents.speaker import Speaker, as_follower_instructions
+
+
+@dataclass
+class IterationConfig:
+    """Loss weights and limits of one training iteration (defaults: EnvDrop / CLIP-ViL's run scripts)."""
+
+    il_weight: float = 0.2  # teacher-forced pass weight (EnvDrop's --mlWeight in the run script)
+    aug_il_weight: float = 0.6  # teacher-forced weight on the back-translation (augmented) pass
+    train_rl: bool = True  # add the sampled A2C rollout (EnvDrop's --feedback sample)
+    gamma: float = 0.9
+    entropy_weight: float = 0.01
+    critic_weight: float = 0.5
+    grad_clip: float = 40.0
+    env_dropout: float = 0.4  # channel drop probability of the environmental dropout mask
+    env_dropout_per_env: bool = False  # paper's per-environment mask instead of the code's shared one
+    max_decode: int = 120  # speaker words per generated instruction
+
+
+def _tensor(array: Any, device: torch.device) -> torch.Tensor:
+    # Always copy: the env may reuse its observation buffers, and autograd keeps some inputs for backward.
+    return torch.from_numpy(np.asarray(array)).to(device, copy=True)
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _special_ids(vocab: Any) -> tuple[int, int, int]:
+    w2i = vocab.word_to_index
+    return w2i["<BOS>"], w2i["<EOS>"], w2i["<UNK>"]
+
+
+def _action_angle(obs: dict, angle_dim: int, device: torch.device, cands: torch.Tensor | None = None,
+                  actions: torch.Tensor | None = None, previous: torch.Tensor | None = None) -> torch.Tensor:
+    """The decoder's action input (B, 128).
+
+    EnvDrop feeds the angle feature of the agent's current heading and elevation (which is where the last
+    action left it); with an env whose observations lack ``heading``/``elevation``, the taken candidate's angle
+    feature stands in (relative to the heading before the move), and zeros-angle at the start.
+    """
+    if "heading" in obs and "elevation" in obs:
+        return angle_feature(_tensor(obs["heading"], device), _tensor(obs["elevation"], device), angle_dim)
+    if cands is None:
+        B = obs["action_mask"].shape[0]
+        zero = torch.zeros(B, device=device)
+        return angle_feature(zero, zero, angle_dim)
+    taken = cands[torch.arange(cands.shape[0], device=device), (actions - 1).clamp(min=0), -angle_dim:]
+    return torch.where((actions > 0).unsqueeze(1), taken, previous)
+
+
+def discounted_returns(rewards: torch.Tensor, bootstrap: torch.Tensor, gamma: float) -> torch.Tensor:
+    """R_t = r_t + gamma R_{t+1}, R_T = bootstrap: rewards (T, B), bootstrap (B,) -> returns (T, B).
+
+    Rewards after an episode's end are 0 and its bootstrap is 0, so its returns there are 0 too.
+    """
+    returns = torch.empty_like(rewards)
+    running = bootstrap
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+def a2c_loss(log_probs: torch.Tensor, entropies: torch.Tensor, values: torch.Tensor, returns: torch.Tensor,
+             masks: torch.Tensor, entropy_weight: float = 0.01, critic_weight: float = 0.5
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """EnvDrop's A2C loss over (T, B) tensors, summed over active steps and divided by their number."""
+    total = masks.sum().clamp(min=1.0)
+    advantage = (returns - values).detach()
+    policy = (-log_probs * advantage * masks).sum()
+    critic = ((returns - values) ** 2 * masks).sum()
+    entropy = (entropies * masks).sum()
+    loss = (policy + critic_weight * critic - entropy_weight * entropy) / total
+    return loss, {"critic": critic.item() / total.item(), "entropy": entropy.item() / total.item()}
+
+
+@dataclass
+class RolloutResult:
+    loss: torch.Tensor | None  # weighted scalar loss of this rollout (None when nothing is trained)
+    stats: dict[str, float]
+
+
+def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedback: str, *,
+                     il_weight: float | None = None, train_rl: bool = False,
+                     cfg: IterationConfig = IterationConfig(), instructions: torch.Tensor | None = None,
+                     env_mask: torch.Tensor | None = None) -> RolloutResult:
+    """Run the follower from the just-reset ``obs``/``info`` until every slot has finished.
+
+    ``feedback``: "teacher" (take the teacher's action), "sample" (sample pi; needed for ``train_rl``) or
+    "argmax" (greedy, for evaluation). ``il_weight`` adds the imitation loss; ``instructions`` (B, L) replaces
+    the env's (speaker-written ones); ``env_mask`` (1 or B, D) applies environmental dropout to every view and
+    candidate feature instead of the per-step feature dropout.
+    """
+    assert feedback in ("teacher", "sample", "argmax"), f"unknown feedback {feedback!r}"
+    assert not train_rl or feedback == "sample", "A2C needs sampled actions (feedback='sample')"
+    device, D, A = _device(follower), follower.cfg.feature_dim, follower.cfg.angle_dim
+    instr = instructions if instructions is not None else _tensor(obs["instruction"], device)
+    ctx, ctx_mask, h_tilde, c = follower.encoder(instr)
+    B = instr.shape[0]
+    active = torch.ones(B, dtype=torch.bool, device=device)
+    cut_off = torch.zeros(B, dtype=torch.bool, device=device)
+    prev_angle = _action_angle(obs, A, device)
+    il_sum = torch.zeros((), device=device)
+    hs, log_probs, entropies, rewards, masks = [], [], [], [], []
+    steps = 0
+
+    def features(o: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        views, cands = _tensor(o["view_features"], device), _tensor(o["candidate_features"], device)
+        if env_mask is not None:
+            views, cands = apply_image_mask(views, env_mask, D), apply_image_mask(cands, env_mask, D)
+        return views, cands
+
+    while bool(active.any()):
+        views, cands = features(obs)
+        h, c, h_tilde, cand_logits = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
+                                                      drop_features=env_mask is None)
+        action_mask = _tensor(obs["action_mask"], device)
+        action_mask[:, 0] |= ~active  # a finished slot keeps a finite row (its action is ignored anyway)
+        logits = follower.action_logits(cand_logits, action_mask)  # (B, K+1)
+        teacher = torch.where(active, _tensor(info["teacher_action"], device).long(), 0)
+        if il_weight is not None:
+            ce = F.cross_entropy(logits, teacher, reduction="none")
+            il_sum = il_sum + torch.where(active, ce, torch.zeros_like(ce)).sum()
+        if feedback == "teacher":
+            actions = teacher
+        elif feedback == "argmax":
+            actions = logits.argmax(dim=1)
+        else:
+            log_p = torch.log_softmax(logits, dim=1)
+            probs = log_p.exp()
+            actions = torch.multinomial(probs.detach(), 1).squeeze(1)
+            log_probs.append(log_p.gather(1, actions.unsqueeze(1)).squeeze(1))
+            entropies.append(-(probs * log_p.masked_fill(~action_mask, 0.0)).sum(1))
+        actions = torch.where(active, actions, 0)
+        obs, reward, terminated, truncated, info = env.step(actions.cpu().numpy())
+        steps += 1
+        if train_rl:
+            hs.append(h)
+            rewards.append(_tensor(reward, device).float() * active)
+            masks.append(active.float())
+        prev_angle = _action_angle(obs, A, device, cands, actions, prev_angle)
+        trunc = _tensor(truncated, device).bool() & ~_tensor(terminated, device).bool()
+        cut_off |= active & trunc
+        active = active & ~(_tensor(terminated, device).bool() | _tensor(truncated, device).bool())
+
+    loss = None
+    stats: dict[str, float] = {"steps": float(steps)}
+    if il_weight is not None:
+        loss = il_sum * il_weight / B
+        stats["il_loss"] = il_sum.item() / B
+    if train_rl and rewards:
+        bootstrap = torch.zeros(B, device=device)
+        if bool(cut_off.any()):  # value of the state where the step limit cut the episode
+            views, cands = features(obs)
+            h_last, *_ = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
+                                          drop_features=env_mask is None)
+            bootstrap = torch.where(cut_off, follower.critic(h_last).detach(), bootstrap)
+        R = discounted_returns(torch.stack(rewards), bootstrap, cfg.gamma)  # (T, B)
+        values = follower.critic(torch.stack(hs))  # (T, B)
+        M = torch.stack(masks)
+        rl, rl_stats = a2c_loss(torch.stack(log_probs), torch.stack(entropies), values, R, M,
+                                cfg.entropy_weight, cfg.critic_weight)
+        loss = rl if loss is None else loss + rl
+        stats.update(rl_loss=rl.item(), critic_loss=rl_stats["critic"], entropy=rl_stats["entropy"],
+                     active_steps=M.sum().item(), reward=torch.stack(rewards).sum().item() / B)
+    return RolloutResult(loss, stats)
+
+
+def teacher_path_features(env: Any, obs: dict, info: dict, device: torch.device | str = "cpu"
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Walk the teacher from the just-reset state to the goal, collecting the speaker's inputs.
+
+    Returns img_feats (B, T, 36, F) (the views at each step's viewpoint), act_feats (B, T, F) (the taken
+    candidate's feature, zeros at STOP) and lengths (B,) (moves + the STOP step).
+    """
+    device = torch.device(device)
+    B = obs["action_mask"].shape[0]
+    active = torch.ones(B, dtype=torch.bool, device=device)
+    lengths = torch.zeros(B, dtype=torch.long, device=device)
+    imgs, acts = [], []
+    rows = torch.arange(B, device=device)
+    while bool(active.any()):
+        views, cands = _tensor(obs["view_features"], device), _tensor(obs["candidate_features"], device)
+        teacher = torch.where(active, _tensor(info["teacher_action"], device).long(), 0)
+        taken = cands[rows, (teacher - 1).clamp(min=0)] * (teacher > 0).unsqueeze(1)  # (B, F)
+        imgs.append(views)
+        acts.append(taken)
+        lengths += active.long()
+        obs, _, terminated, truncated, info = env.step(teacher.cpu().numpy())
+        active &= ~(_tensor(terminated, device).bool() | _tensor(truncated, device).bool())
+    return torch.stack(imgs, 1), torch.stack(acts, 1), lengths
+
+
+def _batch_episodes(env: Any, info: dict) -> list:
+    by_id = getattr(env, "_episodes_by_instr_id", None)
+    if by_id is None:
+        by_id = {ep.instr_id: ep for ep in env.episodes}
+        env._episodes_by_instr_id = by_id  # cached on the env: one dict per split, built once
+    return [by_id[i] for i in info["instr_id"]]
+
+
+@torch.no_grad()
+def speaker_instructions(speaker: Speaker, env: Any, obs: dict, info: dict, env_mask: torch.Tensor | None,
+                         max_len: int = 120) -> torch.Tensor:
+    """The frozen speaker's greedy instructions (B, L) for the current batch's paths, ready for the follower.
+
+    Walks the env along the teacher's path (so the caller must reset again before the follower acts) and
+    applies ``env_mask`` to the path features, as EnvDrop's back-translation does.
+    """
+    device = _device(speaker)
+    was_training = speaker.training
+    speaker.eval()
+    img, act, lengths = teacher_path_features(env, obs, info, device)
+    if env_mask is not None:
+        D = speaker.cfg.feature_dim
+        img, act = apply_image_mask(img, env_mask, D), apply_image_mask(act, env_mask, D)
+    ctx, ctx_mask = speaker.encode(act, img, lengths, drop_features=env_mask is None)
+    bos, eos, unk = _special_ids(env.vocab)
+    words = speaker.decode(ctx, ctx_mask, bos, eos, banned=(unk,), max_len=max_len)
+    speaker.train(was_training)
+    return as_follower_instructions(words, bos, eos, env.vocab.pad_id)
+
+
+def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: IterationConfig,
+                   speaker: Speaker | None = None, prefix: str = "") -> dict[str, float]:
+    """Teacher-forced rollout + (optionally) sampled A2C rollout, each on a fresh batch, backpropagated."""
+    stats: dict[str, float] = {}
+    runs = [("teacher", il_weight, False)] + ([("sample", None, True)] if cfg.train_rl else [])
+    for feedback, weight, rl in runs:
+        obs, info = env.reset()
+        instructions = env_mask = None
+        if speaker is not None:
+            env_mask = draw_env_mask(follower.cfg.feature_dim, cfg.env_dropout, obs["action_mask"].shape[0],
+                                     cfg.env_dropout_per_env, _device(follower))
+            episodes = _batch_episodes(env, info)
+            instructions = speaker_instructions(speaker, env, obs, info, env_mask, cfg.max_decode)
+            obs, info = env.reset(options={"episodes": episodes})
+        result = follower_rollout(follower, env, obs, info, feedback, il_weight=weight, train_rl=rl, cfg=cfg,
+                                  instructions=instructions, env_mask=env_mask)
+        if result.loss is not None:
+            result.loss.backward()
+        stats.update({f"{prefix}{feedback}/{k}": v for k, v in result.stats.items()})
+    return stats
+
+
+def _step_optimizers(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                     clip: float, clipped: tuple[str, ...]) -> dict[str, float]:
+    norms = {f"grad_norm/{n}": float(torch.nn.utils.clip_grad_norm_(modules[n].parameters(), clip))
+             for n in clipped}
+    for opt in optimizers.values():
+        opt.step()
+    return norms
+
+
+def train_follower_iteration(follower: Follower, optimizers: dict[str, torch.optim.Optimizer], env: Any,
+                             cfg: IterationConfig = IterationConfig()) -> dict[str, float]:
+    """One EnvDrop follower update: IL rollout + A2C rollout on two batches, one optimiser step."""
+    follower.train()
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    stats = _follower_pass(follower, env, cfg.il_weight, cfg)
+    parts = {"encoder": follower.encoder, "decoder": follower.decoder, "critic": follower.critic}
+    stats.update(_step_optimizers(parts, optimizers, cfg.grad_clip, ("encoder", "decoder")))
+    return stats
+
+
+def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.optim.Optimizer],
+                              speaker: Speaker, env: Any, aug_env: Any,
+                              cfg: IterationConfig = IterationConfig()) -> dict[str, float]:
+    """One back-translation update: a real-data pass and an augmented pass (speaker-written, env-dropped)."""
+    follower.train()
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    stats = _follower_pass(follower, env, cfg.il_weight, cfg, prefix="real/")
+    stats.update(_follower_pass(follower, aug_env, cfg.aug_il_weight, cfg, speaker=speaker, prefix="aug/"))
+    parts = {"encoder": follower.encoder, "decoder": follower.decoder, "critic": follower.critic}
+    stats.update(_step_optimizers(parts, optimizers, cfg.grad_clip, ("encoder", "decoder")))
+    return stats
+
+
+def train_speaker_iteration(speaker: Speaker, optimizers: dict[str, torch.optim.Optimizer], env: Any,
+                            grad_clip: float = 40.0) -> dict[str, float]:
+    """One speaker update: teacher-forced cross-entropy on a fresh batch's teacher paths."""
+    speaker.train()
+    obs, info = env.reset()
+    device = _device(speaker)
+    instr = _tensor(obs["instruction"], device)
+    img, act, lengths = teacher_path_features(env, obs, info, device)
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    loss = speaker.loss(instr, *speaker.encode(act, img, lengths))
+    loss.backward()
+    stats = {"speaker/loss": loss.item()}
+    stats.update(_step_optimizers({"encoder": speaker.encoder, "decoder": speaker.decoder}, optimizers,
+                                  grad_clip, ("encoder", "decoder")))
+    return stats
+
+
+@torch.no_grad()
+def evaluate_follower(follower: Follower, env: Any) -> list[dict]:
+    """Greedy rollouts over every episode of the env's split once: results entries {instr_id, trajectory}."""
+    was_training = follower.training
+    follower.eval()
+    results: dict[str, dict] = {}
+    for options in env.iter_batches():
+        obs, info = env.reset(options=options)
+        follower_rollout(follower, env, obs, info, "argmax")
+        for entry in env.results():
+            results.setdefault(entry["instr_id"], entry)  # the last batch is padded with repeats
+    follower.train(was_training)
+    return list(results.values())
+
+
+@torch.no_grad()
+def evaluate_speaker(speaker: Speaker, env: Any, tokenize: Callable[[str], list[str]],
+                     max_len: int = 120) -> dict[str, Any]:
+    """Greedy instructions for every path of the split, scored by corpus BLEU-4 against all its instructions.
+
+    ``tokenize`` splits a reference instruction into words (the task's tokenizer). Returns ``bleu``,
+    ``precisions`` and ``instructions`` (path_id -> generated words).
+    """
+    itos = {i: w for w, i in env.vocab.word_to_index.items()}
+    _, eos, _ = _special_ids(env.vocab)
+    generated: dict[Any, list[str]] = {}
+    for options in env.iter_batches():
+        obs, info = env.reset(options=options)
+        words = speaker_instructions(speaker, env, obs, info, None, max_len)[:, 1:].cpu().numpy()
+        for ep, ids in zip(_batch_episodes(env, info), words):
+            if ep.path_id not in generated:
+                ids = list(ids)
+                generated[ep.path_id] = [itos[int(i)] for i in ids[: ids.index(eos) if eos in ids else len(ids)]]
+    refs: dict[Any, list[list[str]]] = {}
+    for ep in env.episodes:
+        refs.setdefault(ep.path_id, []).append(tokenize(ep.instruction))
+    keys = list(generated)
+    score = corpus_bleu([refs[k] for k in keys], [generated[k] for k in keys])
+    return {"bleu": score.bleu, "precisions": list(score.precisions), "instructions": generated}

@@ -1,0 +1,154 @@
+"""The EnvDrop speaker: writes an instruction for a path (Tan et al. 2019, ``r2r_src/model.py``).
+
+Inputs per path step t (the teacher's walk, STOP included): the 36 view features at the step's viewpoint
+(B, T, 36, D+128) and the feature of the candidate taken (B, T, D+128; zeros at STOP).
+
+- encoder: BiLSTM over the taken actions' features -> each step's state queries its 36 views (soft attention
+  with h~ output) -> a second BiLSTM. Packed by path length (EnvDrop runs it over the zero padding too).
+- decoder: word embedding (256) -> LSTM(512) from zero state -> attention over the encoder's steps (h~) ->
+  Linear to the vocabulary. Trained with teacher forcing: logits at word i predict word i+1.
+
+Decoding is greedy or sampled, with <UNK> banned, up to ``max_len`` words (120 for back-translation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from agents.envdrop import drop_image_features
+from agents.follower import SoftDotAttention
+
+
+@dataclass
+class SpeakerConfig:
+    """Sizes and regularisation of the speaker (defaults: EnvDrop / CLIP-ViL's speaker run script)."""
+
+    vocab_size: int
+    feature_dim: int  # D image dims; inputs are D + angle_dim wide
+    angle_dim: int = 128
+    word_dim: int = 256
+    hidden_dim: int = 512
+    dropout: float = 0.6
+    feature_dropout: float = 0.3
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        assert self.vocab_size > 0 and self.feature_dim > 0, "vocab_size and feature_dim must be positive"
+        assert self.hidden_dim % 2 == 0, f"hidden_dim {self.hidden_dim} must be even (bidirectional encoder)"
+
+
+def _packed_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Run ``lstm`` over the first ``lengths[b]`` steps of each sequence; padded steps come back as zeros."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+class SpeakerEncoder(nn.Module):
+    def __init__(self, cfg: SpeakerConfig) -> None:
+        super().__init__()
+        full = cfg.feature_dim + cfg.angle_dim
+        self.image_dim, self.feature_dropout = cfg.feature_dim, cfg.feature_dropout
+        self.lstm = nn.LSTM(full, cfg.hidden_dim // 2, batch_first=True, bidirectional=True)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.attention_layer = SoftDotAttention(cfg.hidden_dim, full)
+        self.post_lstm = nn.LSTM(cfg.hidden_dim, cfg.hidden_dim // 2, batch_first=True, bidirectional=True)
+
+    def forward(self, act_feats: torch.Tensor, img_feats: torch.Tensor, lengths: torch.Tensor,
+                drop_features: bool = True) -> torch.Tensor:
+        """act_feats (B, T, F), img_feats (B, T, 36, F), lengths (B,) -> ctx (B, T, H)."""
+        B, T, V, Fd = img_feats.shape
+        assert act_feats.shape == (B, T, Fd), f"act_feats {tuple(act_feats.shape)} vs img_feats {(B, T, V, Fd)}"
+        if drop_features:
+            act_feats = drop_image_features(act_feats, self.feature_dropout, self.image_dim, self.training)
+            img_feats = drop_image_features(img_feats, self.feature_dropout, self.image_dim, self.training)
+        ctx = self.drop(_packed_lstm(self.lstm, act_feats, lengths))  # (B, T, H)
+        x, _ = self.attention_layer(ctx.reshape(B * T, -1), img_feats.reshape(B * T, V, Fd))  # (B*T, H)
+        x = self.drop(x.view(B, T, -1))
+        return self.drop(_packed_lstm(self.post_lstm, x, lengths))
+
+
+class SpeakerDecoder(nn.Module):
+    def __init__(self, cfg: SpeakerConfig) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=cfg.pad_id)
+        self.lstm = nn.LSTM(cfg.word_dim, cfg.hidden_dim, batch_first=True)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.attention_layer = SoftDotAttention(cfg.hidden_dim, cfg.hidden_dim)
+        self.projection = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
+
+    def forward(self, words: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
+                state: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """words (B, L) -> logits (B, L, V) and the LSTM state; all L positions attend in one batched call."""
+        x, state = self.lstm(self.drop(self.embedding(words)), state)  # (B, L, H)
+        x, _ = self.attention_layer(self.drop(x), ctx, ctx_mask)  # (B, L, H)
+        return self.projection(self.drop(x)), state
+
+
+class Speaker(nn.Module):
+    """Speaker model; ``encoder`` and ``decoder`` each get an Adam optimiser, as in EnvDrop."""
+
+    def __init__(self, cfg: SpeakerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SpeakerEncoder(cfg)
+        self.decoder = SpeakerDecoder(cfg)
+
+    def encode(self, act_feats: torch.Tensor, img_feats: torch.Tensor, lengths: torch.Tensor,
+               drop_features: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Path features -> ctx (B, T, H) and ctx_mask (B, T), True past each path's end."""
+        lengths = lengths.to(act_feats.device)
+        ctx = self.encoder(act_feats, img_feats, lengths, drop_features)
+        mask = torch.arange(ctx.shape[1], device=ctx.device)[None, :] >= lengths[:, None]
+        return ctx, mask
+
+    def loss(self, instr: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-entropy, mean over real (non-pad) target words; instr (B, L) <BOS> ... <EOS>."""
+        longest = int((instr != self.cfg.pad_id).sum(1).max())
+        instr = instr[:, :longest]
+        logits, _ = self.decoder(instr[:, :-1], ctx, ctx_mask)  # (B, L-1, V)
+        return F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id)
+
+    @torch.no_grad()
+    def decode(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, bos_id: int, eos_id: int,
+               banned: tuple[int, ...] = (), max_len: int = 120, sample: bool = False) -> torch.Tensor:
+        """Write instructions word by word: (B, <= max_len) ids without <BOS>, <EOS> kept, pad after it."""
+        B = ctx.shape[0]
+        word = torch.full((B, 1), bos_id, dtype=torch.long, device=ctx.device)
+        ended = torch.zeros(B, dtype=torch.bool, device=ctx.device)
+        state, words = None, []
+        for _ in range(max_len):
+            logits, state = self.decoder(word, ctx, ctx_mask, state)
+            logits = logits[:, 0]  # (B, V)
+            if banned:
+                logits[:, list(banned)] = float("-inf")
+            if sample:
+                nxt = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(1)
+            else:
+                nxt = logits.argmax(-1)
+            words.append(nxt.masked_fill(ended, self.cfg.pad_id))
+            ended = ended | (nxt == eos_id)
+            word = nxt.unsqueeze(1)
+            if bool(ended.all()):
+                break
+        return torch.stack(words, dim=1)
+
+
+def make_speaker_optimizers(speaker: Speaker, lr: float = 1e-4) -> dict[str, torch.optim.Optimizer]:
+    """EnvDrop's speaker optimisers: Adam on the encoder and on the decoder."""
+    return {name: torch.optim.Adam(getattr(speaker, name).parameters(), lr=lr) for name in ("encoder", "decoder")}
+
+
+def as_follower_instructions(words: torch.Tensor, bos_id: int, eos_id: int, pad_id: int = 0) -> torch.Tensor:
+    """Speaker output (B, T) -> follower input (B, T+1): prepend <BOS>; close an unfinished one with <EOS>."""
+    bos = torch.full((words.shape[0], 1), bos_id, dtype=words.dtype, device=words.device)
+    out = torch.cat([bos, words], dim=1)
+    unfinished = out[:, -1] != pad_id  # as EnvDrop: the last token is overwritten by <EOS> unless it is pad
+    out[unfinished, -1] = eos_id
+    return out
