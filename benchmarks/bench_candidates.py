@@ -1,0 +1,76 @@
+"""Time to build EnvDrop's candidate index for every viewpoint of the real graphs (all 90 scans).
+
+EnvDrop builds a viewpoint's candidates with 36 simulator calls the first time it visits it (about 0.43 ms
+per viewpoint with the real MatterSim here); the index computes all of them at once::
+
+    python -m benchmarks.bench_candidates --conn-dir ../shared/data/connectivity
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+from envs.candidates import build_candidate_index
+from envs.datadir import shared_data_dir
+from envs.navgraph import load_graphs
+
+
+@dataclass
+class BenchConfig:
+    conn_dir: str = str(shared_data_dir() / "connectivity")
+    """folder with {scan}_connectivity.json and scans.txt"""
+    repeats: int = 3
+    """builds to time (the best is reported)"""
+    json: bool = False
+    """print the result as JSON"""
+
+
+def run(cfg: BenchConfig) -> dict:
+    """Time loading the graphs, building the index, and writing then reading its cache."""
+    t0 = time.perf_counter()
+    graphs = load_graphs(cfg.conn_dir)
+    load_s = time.perf_counter() - t0
+    build_s = []
+    for _ in range(cfg.repeats):
+        t0 = time.perf_counter()
+        index = build_candidate_index(graphs)
+        build_s.append(time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        build_candidate_index(graphs, cache_dir=tmp)
+        cold_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        build_candidate_index(graphs, cache_dir=tmp)
+        cached_s = time.perf_counter() - t0
+    viewpoints = sum(int(g.included.sum()) for g in graphs.values())
+    return {"config": asdict(cfg), "scans": len(graphs), "viewpoints": viewpoints,
+            "candidates": int(len(index.target_ix)), "max_candidates": index.max_candidates,
+            "load_graphs_s": load_s, "build_s": min(build_s), "build_and_cache_s": cold_s,
+            "from_cache_s": cached_s, "us_per_viewpoint": min(build_s) / viewpoints * 1e6}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = BenchConfig()
+    parser.add_argument("--conn-dir", default=defaults.conn_dir, help="connectivity folder (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="builds to time (%(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    a = parser.parse_args(argv)
+    result = run(BenchConfig(a.conn_dir, a.repeats, a.json))
+    if a.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['scans']} scans, {result['viewpoints']:,} viewpoints, {result['candidates']:,} candidates "
+              f"(at most {result['max_candidates']} per viewpoint)")
+        print(f"load graphs {result['load_graphs_s']:.2f} s; build index {result['build_s']:.3f} s "
+              f"({result['us_per_viewpoint']:.1f} us per viewpoint); with cache write "
+              f"{result['build_and_cache_s']:.3f} s; from cache {result['from_cache_s']:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
