@@ -24,7 +24,7 @@ class BenchConfig:
     conn_dir: str = str(shared_data_dir() / "connectivity")
     """folder with {scan}_connectivity.json and scans.txt"""
     repeats: int = 3
-    """builds to time (the best is reported)"""
+    """builds to time (the first includes the per-graph edge geometry, cached afterwards)"""
     json: bool = False
     """print the result as JSON"""
 
@@ -49,7 +49,7 @@ def run(cfg: BenchConfig) -> dict:
     viewpoints = sum(int(g.included.sum()) for g in graphs.values())
     return {"config": asdict(cfg), "scans": len(graphs), "viewpoints": viewpoints,
             "candidates": int(len(index.target_ix)), "max_candidates": index.max_candidates,
-            "load_graphs_s": load_s, "build_s": min(build_s), "build_and_cache_s": cold_s,
+            "load_graphs_s": load_s, "first_build_s": build_s[0], "build_s": min(build_s), "build_and_cache_s": cold_s,
             "from_cache_s": cached_s, "us_per_viewpoint": min(build_s) / viewpoints * 1e6}
 
 
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{result['scans']} scans, {result['viewpoints']:,} viewpoints, {result['candidates']:,} candidates "
               f"(at most {result['max_candidates']} per viewpoint)")
-        print(f"load graphs {result['load_graphs_s']:.2f} s; build index {result['build_s']:.3f} s "
+        print(f"load graphs {result['load_graphs_s']:.2f} s; first build (with edge geometry) "
+              f"{result['first_build_s']:.3f} s; rebuild {result['build_s']:.3f} s "
               f"({result['us_per_viewpoint']:.1f} us per viewpoint); with cache write "
               f"{result['build_and_cache_s']:.3f} s; from cache {result['from_cache_s']:.3f} s")
     return 0
