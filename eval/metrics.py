@@ -49,7 +49,7 @@ Path = Sequence[str] | np.ndarray
 def as_indices(path: Path, table: DistanceTable) -> np.ndarray:
     """Rows of ``path``'s viewpoints in ``table.distances`` (integer arrays pass through unchanged)."""
     if isinstance(path, np.ndarray) and path.dtype.kind in "iu":
-        return path
+        return path.astype(np.intp, copy=False)
     try:
         return np.fromiter((table.index[vp] for vp in path), dtype=np.intp, count=len(path))
     except KeyError as exc:
@@ -168,7 +168,7 @@ def _dtw_inputs(trajectory: Path, reference: Path, table: DistanceTable,
     t, r = as_indices(trajectory, table), as_indices(reference, table)
     if collapse:
         t = collapse_repeats(t)
-    return table.distances[np.ix_(t, r)], r
+    return table.distances[t[:, None], r], r
 
 
 def dtw(trajectory: Path, reference: Path, table: DistanceTable, *, collapse_repeats: bool = True) -> float:
@@ -207,9 +207,13 @@ def cls(trajectory: Path, reference: Path, table: DistanceTable, *, threshold: f
     (a one-viewpoint reference and an agent that never moved) the lengths agree, so LS = 1 (VALAN).
     """
     t, r = as_indices(trajectory, table), as_indices(reference, table)
-    coverage = float(np.exp(-table.distances[np.ix_(r, t)].min(axis=1) / threshold).mean())
-    expected = coverage * path_length(r, table)
-    walked = path_length(t, table)
+    nearest = table.distances[r[:, None], t].min(axis=1)  # (R,) each reference viewpoint to the trajectory
+    return _cls(nearest, path_length(r, table), path_length(t, table), threshold)
+
+
+def _cls(nearest: np.ndarray, reference_length: float, walked: float, threshold: float) -> float:
+    coverage = float(np.exp(-nearest / threshold).mean())
+    expected = coverage * reference_length
     denominator = expected + abs(expected - walked)
     return coverage * (expected / denominator if denominator > 0 else 1.0)
 
@@ -275,15 +279,16 @@ def score_episodes(trajectories: Sequence[Path], references: Sequence[Path], tab
         if len(t) == 0 or len(r) == 0:
             raise ValueError("trajectory and reference must each hold at least one viewpoint")
         d = table.distances
-        to_goal = d[t, r[-1]]  # (T,)
-        ne, oe = float(to_goal[-1]), float(to_goal.min())
-        walked = path_length(t, table)
+        dt = collapse_repeats(t)  # the same viewpoints: nearest distances and lengths do not change
+        cost = d[dt[:, None], r]  # (T', R) trajectory x reference distances
+        ne, oe = float(cost[-1, -1]), float(cost[:, -1].min())
+        walked = float(d[dt[:-1], dt[1:]].sum())
+        gold = float(d[r[:-1], r[1:]].sum())
         shortest = float(d[r[0], r[-1]])
-        best = shortest if opt.spl_reference == "shortest" else path_length(r, table)
+        best = shortest if opt.spl_reference == "shortest" else gold
         s = _reached(ne, opt.threshold, opt.inclusive)
         denominator = max(walked, best, opt.spl_floor)
-        dt = collapse_repeats(t) if opt.collapse_repeats else t
-        costs.append(d[np.ix_(dt, r)])
+        costs.append(cost if opt.collapse_repeats else d[t[:, None], r])
         rows.append({
             "nav_error": ne,
             "oracle_error": oe,
@@ -292,9 +297,9 @@ def score_episodes(trajectories: Sequence[Path], references: Sequence[Path], tab
             "length": walked,
             "shortest": shortest,
             "spl": float(s) * best / denominator if denominator > 0 else 0.0,
-            "cls": cls(t, r, table, threshold=opt.threshold),
+            "cls": _cls(cost.min(axis=0), gold, walked, opt.threshold),
             "steps": float(len(t) - 1),
-            "moves": float(np.count_nonzero(t[1:] != t[:-1])),
+            "moves": float(len(dt) - 1),
             "_sdtw_success": float(_reached(ne, opt.threshold, opt.sdtw_inclusive)),
             "_ref_len": float(len(r)),
         })
