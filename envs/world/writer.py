@@ -1,0 +1,326 @@
+"""Build the world: houses -> connectivity, R2R and RxR episodes, features, skyboxes and a manifest.
+
+Everything is written into a temporary folder beside ``out`` and renamed into place at the end, so a
+reader never sees half a world and two processes racing to build the same world both end up with a
+complete one. JSON output is a pure function of the config (same seed -> byte-identical files).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from envs.datadir import DataDir, cache_dir, data_error
+from envs.navgraph import NavGraph
+from envs.world import features as wf
+from envs.world.language import goal_object, r2r_instruction, route_plan, rxr_instruction, timed_words, turn_word
+from envs.world.layout import COLOURS, OBJECT_KINDS, ROOM_TYPES, House, generate_house, pose_matrix
+from envs.world.render import render_skybox, surfaces
+
+WORLD_VERSION = 1
+FEATURE_NAME = "world"
+
+
+@dataclass
+class WorldConfig:
+    """Size and content of a built-in world (every field is a ``python -m envs.world`` option)."""
+
+    seed: int = 0
+    """seed of everything: houses, paths, headings, instructions, feature noise"""
+    houses_seen: int = 12
+    """houses that give the train and val_seen splits"""
+    houses_unseen: int = 4
+    """other houses, for val_unseen"""
+    houses_test: int = 4
+    """other houses, for test"""
+    paths_per_house: int = 60
+    """paths sampled in each seen house (split between train and val_seen)"""
+    eval_paths_per_house: int = 20
+    """paths sampled in each unseen or test house"""
+    val_seen_fraction: float = 0.15
+    """share of a seen house's paths that go to val_seen"""
+    second_floor_prob: float = 0.35
+    """probability that a house has a second floor joined by stairs"""
+    feature_dim: int = 640
+    """dimension D of the view features (640 = CLIP RN50x4)"""
+    feature_noise: float = 0.1
+    """std of the Gaussian noise added to every feature value"""
+    skyboxes: bool = True
+    """render the six skybox faces of every included viewpoint"""
+    image_size: int = 128
+    """side of a skybox face in pixels"""
+    workers: int = 0
+    """processes for rendering (0: one per CPU, at most 4); the output does not depend on it"""
+
+
+@dataclass
+class WorldSummary:
+    """What :func:`build_world` wrote."""
+
+    out: Path
+    houses: int
+    viewpoints: int
+    episodes: dict[str, int] = field(default_factory=dict)  # R2R instructions per split
+    rxr_episodes: dict[str, int] = field(default_factory=dict)
+    vocabulary: int = 0  # distinct words of the R2R train instructions
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        r2r = ", ".join(f"{k} {v}" for k, v in self.episodes.items())
+        rxr = ", ".join(f"{k} {v}" for k, v in self.rxr_episodes.items())
+        return (f"Built world in {self.out}: {self.houses} houses, {self.viewpoints} viewpoints; "
+                f"R2R instructions: {r2r}; RxR instructions: {rxr}; vocabulary {self.vocabulary} words; "
+                f"{self.seconds:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+def connectivity_records(house: House) -> list[dict]:
+    """The house's ``{scan}_connectivity.json`` content, in the real format."""
+    n = len(house.viewpoints)
+    s = surfaces(house)
+    visible = house.unobstructed.copy()
+    from envs.world.render import cast  # local: only needed here
+    for i, a in enumerate(house.viewpoints):
+        others = [j for j, b in enumerate(house.viewpoints) if j != i and
+                  house.rooms[b.room].floor == house.rooms[a.room].floor]
+        if not others:
+            continue
+        delta = np.array([house.viewpoints[j].position - a.position for j in others])
+        length = np.linalg.norm(delta, axis=1)
+        _, dist, _, _ = cast(s, np.full(len(others), a.room), np.broadcast_to(a.position, delta.shape),
+                             delta / length[:, None])
+        visible[i, others] |= dist >= length - 0.05
+    records = []
+    for i, v in enumerate(house.viewpoints):
+        pose = pose_matrix(v.position, v.yaw)
+        records.append({
+            "image_id": v.id,
+            "pose": [round(float(x), 6) for x in pose.reshape(-1)],
+            "included": bool(v.included),
+            "visible": [bool(x) for x in visible[i]],
+            "unobstructed": [bool(x) for x in house.unobstructed[i]],
+            "height": round(float(v.height), 6),
+        })
+    assert len(records) == n
+    return records
+
+
+def sample_paths(graph: NavGraph, rng: np.random.Generator, count: int) -> list[list[str]]:
+    """Up to ``count`` distinct shortest paths of 3-6 edges and at least 5 m (R2R's rules, one edge shorter)."""
+    ids = graph.included_ids
+    pairs = []
+    for a in ids:
+        for b in ids:
+            if a == b or not math.isfinite(graph.distance(a, b)) or graph.distance(a, b) < 5.0:
+                continue
+            path = graph.shortest_path(a, b)
+            if 3 <= len(path) - 1 <= 6:
+                pairs.append(path)
+    order = rng.permutation(len(pairs))
+    return [pairs[k] for k in order[:count]]
+
+
+def _house_work(args: tuple) -> tuple[int, list[tuple[str, np.ndarray]]]:
+    """Render skyboxes and compute features of one house (runs in a worker process)."""
+    config, index, tmp = args
+    house = generate_house(config.seed, index, config.second_floor_prob)
+    s = surfaces(house)
+    concepts = wf.label_concepts(house)
+    rng = np.random.default_rng([config.seed, index, 31337])
+    feats = []
+    sky_dir = Path(tmp) / "skyboxes" / house.scan / "matterport_skybox_images"
+    if config.skyboxes:
+        sky_dir.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+    for v in house.viewpoints:
+        if not v.included:
+            continue
+        weights = wf.view_concepts(s, concepts, v.room, v.position)
+        feats.append((v.id, wf.view_features(weights, config.feature_dim, config.feature_noise, rng)))
+        if config.skyboxes:
+            faces = render_skybox(s, v.room, v.position, pose_matrix(v.position, v.yaw), config.image_size)
+            for f in range(6):
+                Image.fromarray(faces[f]).save(sky_dir / f"{v.id}_skybox{f}_sami.jpg", quality=90)
+    return index, feats
+
+
+# ------------------------------------------------------------------------------------------------- build
+
+
+def build_world(out: Path, config: WorldConfig | None = None, force: bool = False) -> WorldSummary:
+    """Write a complete world data directory at ``out`` (atomically); see the package docstring."""
+    config = config or WorldConfig()
+    out = Path(out)
+    if out.exists() and not force:
+        raise data_error(out, "already exists", "Choose another --out, or pass --force to replace it")
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        summary = _build_into(tmp, config)
+        _publish(tmp, out, force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary.out = out
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _publish(tmp: Path, out: Path, force: bool) -> None:
+    if out.exists() and force:
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, trash / "old")
+        shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        if (out / "world.json").exists():  # another process published the same world first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        raise
+
+
+def _build_into(tmp: Path, config: WorldConfig) -> WorldSummary:
+    data = DataDir(tmp)
+    roles = (["seen"] * config.houses_seen + ["unseen"] * config.houses_unseen + ["test"] * config.houses_test)
+    if not roles:
+        raise data_error("--houses-seen/--houses-unseen/--houses-test", "a world needs at least one house")
+    houses = [generate_house(config.seed, i, config.second_floor_prob) for i in range(len(roles))]
+    data.connectivity.mkdir(parents=True)
+    graphs: list[NavGraph] = []
+    for house in houses:
+        records = connectivity_records(house)
+        path = data.connectivity / f"{house.scan}_connectivity.json"
+        path.write_text(json.dumps(records))
+        graphs.append(NavGraph(house.scan, records, source=path))
+    (data.connectivity / "scans.txt").write_text("".join(f"{h.scan}\n" for h in houses))
+
+    r2r: dict[str, list[dict]] = {"train": [], "val_seen": [], "val_unseen": [], "test": []}
+    rxr: dict[str, list[dict]] = {"train": [], "val_seen": [], "val_unseen": [], "test": []}
+    path_id = 0
+    instruction_id = 0
+    for index, (house, graph, role) in enumerate(zip(houses, graphs, roles)):
+        rng = np.random.default_rng([config.seed, index, 4243])
+        count = config.paths_per_house if role == "seen" else config.eval_paths_per_house
+        paths = sample_paths(graph, rng, count)
+        n_val = int(round(len(paths) * config.val_seen_fraction)) if role == "seen" else 0
+        for k, path in enumerate(paths):
+            split = {"unseen": "val_unseen", "test": "test"}.get(role, "val_seen" if k < n_val else "train")
+            heading = round(float(rng.uniform(0, 2 * math.pi)), 3)
+            ix = [graph.ix(vp) for vp in path]
+            plan = route_plan(house, ix, heading)
+            instructions = [r2r_instruction(plan, rng) for _ in range(3)]
+            record = {"distance": round(graph.path_length(path), 2), "scan": house.scan, "path_id": path_id,
+                      "path": path, "heading": heading, "instructions": instructions}
+            if split == "test":
+                record = {"scan": house.scan, "path_id": path_id, "path": path[:1], "heading": heading,
+                          "instructions": instructions}
+            r2r[split].append(record)
+            start = house.viewpoints[ix[0]]
+            facing = _facing_object(house, ix[0], heading)
+            english = "en-US" if rng.random() < 0.5 else "en-IN"
+            for language in (english, "hi-IN", "te-IN"):
+                text = rxr_instruction(plan, language, house.rooms[start.room].kind, facing, rng)
+                rxr[split].append({
+                    "path_id": path_id, "split": "test_standard" if split == "test" else split,
+                    "scan": house.scan, "heading": float(heading), "path": path[:1] if split == "test" else path,
+                    "instruction_id": instruction_id, "annotator_id": int(rng.integers(0, 40)),
+                    "language": language, "instruction": text, "timed_instruction": timed_words(text, rng),
+                    "edit_distance": round(float(rng.uniform(0.0, 0.2)), 4),
+                })
+                instruction_id += 1
+            path_id += 1
+
+    for split, records in r2r.items():
+        path = data.r2r_split(split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, ensure_ascii=False, indent=1))
+    for split, records in rxr.items():
+        path = data.rxr_split(split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+        with open(path, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="") as gz:
+            gz.write(lines)  # mtime=0 and no name: the same world gives the same bytes
+
+    _write_features_and_skyboxes(tmp, config, houses)
+
+    words = {w for r in r2r["train"] for text in r["instructions"] for w in re.findall(r"\w+", text.lower())}
+    manifest = {
+        "world_version": WORLD_VERSION, "seed": config.seed, "config": asdict(config),
+        "houses": [{"scan": h.scan, "role": role, "floors": h.floors, "rooms": [r.kind for r in h.rooms],
+                    "viewpoints": len(h.viewpoints), "included": sum(v.included for v in h.viewpoints),
+                    "objects": [o.name for o in h.objects]} for h, role in zip(houses, roles)],
+        "r2r_instructions": {k: sum(len(r["instructions"]) for r in v) for k, v in r2r.items()},
+        "r2r_paths": {k: len(v) for k, v in r2r.items()},
+        "rxr_instructions": {k: len(v) for k, v in rxr.items()},
+        "vocabulary": {"rooms": ROOM_TYPES, "objects": OBJECT_KINDS, "colours": list(COLOURS),
+                       "concepts": list(wf.concept_vocabulary())},
+        "features": {"file": f"features/{FEATURE_NAME}.h5", "dim": config.feature_dim,
+                     "projection_seed": wf.PROJECTION_SEED},
+        "skybox_faces": "0 up, 1-4 around clockwise (3 = the pose's optical axis), 5 down",
+        "r2r_train_vocabulary_size": len(words),
+    }
+    (tmp / "world.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    return WorldSummary(out=tmp, houses=len(houses), viewpoints=sum(len(h.viewpoints) for h in houses),
+                        episodes=manifest["r2r_instructions"], rxr_episodes=manifest["rxr_instructions"],
+                        vocabulary=len(words))
+
+
+def _facing_object(house: House, start: int, heading: float):
+    """The object of the start room nearest to straight ahead (within 45°), for "you are facing ..."."""
+    from envs.world.language import _objects_ahead
+    v = house.viewpoints[start]
+    ahead = [t for t in _objects_ahead(house, v.room, v.position, heading, 10.0) if t[0] < math.radians(45)]
+    return ahead[0][1] if ahead else None
+
+
+def _write_features_and_skyboxes(tmp: Path, config: WorldConfig, houses: list[House]) -> None:
+    from features.store import HDF5FeatureWriter
+    workers = config.workers or min(4, os.cpu_count() or 1)
+    jobs = [(config, i, str(tmp)) for i in range(len(houses))]
+    attrs = {"encoder": "world-concepts", "weights": f"world-v{WORLD_VERSION}-seed{config.seed}",
+             "image_w": 640, "image_h": 480, "vfov": 60, "projection_seed": wf.PROJECTION_SEED}
+    writer = HDF5FeatureWriter(tmp / "features" / f"{FEATURE_NAME}.h5", config.feature_dim, attrs, flush_every=10_000)
+    try:
+        if workers > 1 and len(houses) > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                results = list(pool.map(_house_work, jobs))
+        else:
+            results = [_house_work(job) for job in jobs]
+        for index, feats in sorted(results, key=lambda r: r[0]):
+            for vp, array in feats:
+                writer.write(houses[index].scan, vp, array)
+    finally:
+        writer.close()
+
+
+def default_world_dir() -> Path:
+    """The built-in world (seed 0, default size), built once into the cache folder and announced on screen."""
+    out = cache_dir() / f"world-v{WORLD_VERSION}-seed0"
+    if (out / "world.json").exists():
+        return out
+    print(f"Building the built-in synthetic world into {out} (once; a few seconds)...", flush=True)
+    try:
+        summary = build_world(out, WorldConfig())
+        print(summary.describe(), flush=True)
+    except Exception:
+        if not (out / "world.json").exists():  # not a lost race: a real failure
+            raise
+    return out
+
+
+__all__ = ["WorldConfig", "WorldSummary", "build_world", "default_world_dir", "turn_word", "goal_object"]
