@@ -56,41 +56,79 @@ class NavigableBatch:
                 for k in range(start[b], start[b + 1])]
 
 
+class StepFrame:
+    """What every state of one step reads from: per-element Python lists, converted once per step."""
+
+    __slots__ = ("scan", "node", "heading", "elevation", "view_index", "step", "rgb", "depth", "nav", "locations")
+
+    def __init__(self, scan: list[str], node: list[int], heading: list[float], elevation: list[float],
+                 view_index: list[int], step: list[int], rgb: np.ndarray, depth: np.ndarray,
+                 nav: NavigableBatch | None, locations) -> None:
+        self.scan, self.node, self.heading, self.elevation = scan, node, heading, elevation
+        self.view_index, self.step, self.rgb, self.depth = view_index, step, rgb, depth
+        self.nav = nav
+        self.locations = locations  # callable: global node -> the (shared, read-only) ViewPoint of that node
+
+
 class SimState:
     """One batch element's state: MatterSim's ``SimState`` (``scanId, step, rgb, depth, location, heading,
-    elevation, viewIndex, navigableLocations``).
+    elevation, viewIndex, navigableLocations``), read-only as in MatterSim's binding.
 
     ``navigableLocations[0]`` is ``location`` itself; the rest are sorted by angular distance from the image
     centre. ``viewIndex`` is only maintained with discretized viewing angles (0 otherwise, as in MatterSim).
     ``rgb``/``depth`` are MatterSim's blank images (read-only zeros of the camera size): this simulator never
-    renders (see :mod:`envs.render` for images).
+    renders (see :mod:`envs.render` for images). Attributes are read from the step's arrays on access, so
+    building a batch of states costs almost nothing.
     """
 
-    __slots__ = ("scanId", "step", "location", "heading", "elevation", "viewIndex", "rgb", "depth",
-                 "_batch", "_b", "_nav")
+    __slots__ = ("_frame", "_b", "_nav")
 
-    def __init__(self, scanId: str, step: int, location: ViewPoint | None, heading: float,  # noqa: N803
-                 elevation: float, viewIndex: int, rgb: np.ndarray, depth: np.ndarray,  # noqa: N803
-                 batch: NavigableBatch | None = None, b: int = 0) -> None:
-        self.scanId = scanId
-        self.step = step
-        self.location = location
-        self.heading = heading
-        self.elevation = elevation
-        self.viewIndex = viewIndex
-        self.rgb = rgb
-        self.depth = depth
-        self._batch = batch
+    def __init__(self, frame: StepFrame, b: int) -> None:
+        self._frame = frame
         self._b = b
         self._nav: list[ViewPoint] | None = None
 
     @property
-    def navigableLocations(self) -> list[ViewPoint]:  # noqa: N802 (MatterSim name)
+    def scanId(self) -> str:  # noqa: N802 (MatterSim names)
+        return self._frame.scan[self._b]
+
+    @property
+    def step(self) -> int:
+        return self._frame.step[self._b]
+
+    @property
+    def heading(self) -> float:
+        return self._frame.heading[self._b]
+
+    @property
+    def elevation(self) -> float:
+        return self._frame.elevation[self._b]
+
+    @property
+    def viewIndex(self) -> int:  # noqa: N802
+        return self._frame.view_index[self._b]
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self._frame.rgb
+
+    @property
+    def depth(self) -> np.ndarray:
+        return self._frame.depth
+
+    @property
+    def location(self) -> ViewPoint | None:
+        node = self._frame.node[self._b]
+        return None if node < 0 else self._frame.locations(node)
+
+    @property
+    def navigableLocations(self) -> list[ViewPoint]:  # noqa: N802
         if self._nav is None:
-            if self.location is None or self._batch is None:
+            location = self.location
+            if location is None:
                 self._nav = []
             else:
-                self._nav = [self.location] + self._batch.neighbours(self._b)
+                self._nav = [location] + self._frame.nav.neighbours(self._b)
         return self._nav
 
     def __repr__(self) -> str:

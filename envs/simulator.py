@@ -29,7 +29,7 @@ from envs.datadir import DataError
 from envs.navgraph import NavGraph, load_graphs
 from envs.sim_geometry import (ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT, camera_directions,
                                cos_half_hfov, edge_geometry, relative_headings, visible)
-from envs.sim_state import NavigableBatch, SimState, ViewPoint
+from envs.sim_state import NavigableBatch, SimState, StepFrame, ViewPoint
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,7 @@ class Simulator:
         self._step = np.zeros(b, dtype=np.int64)
         self._nav: NavigableBatch | None = None
         self._states: list[SimState] | None = None
+        self._locations: dict[int, ViewPoint] = {}
         self._rgb = np.zeros((self.height, self.width, 3), dtype=np.uint8)
         self._rgb.flags.writeable = False
         self._depth = np.zeros((self.height, self.width, 1), dtype=np.uint16)
@@ -361,16 +362,15 @@ class Simulator:
         self._states = None
 
     def _build_states(self) -> list[SimState]:
-        w = self.world
-        nodes = self._node.tolist()
-        heads, elevs = self._heading.tolist(), self._elevation.tolist()
-        views, steps = self._view_index.tolist(), self._step.tolist()
-        states = []
-        for i, g in enumerate(nodes):
-            if g < 0:  # initialized, no episode yet
-                states.append(SimState("", 0, None, 0.0, 0.0, 0, self._rgb, self._depth))
-                continue
-            loc = ViewPoint(w.ids[g], w.local_ix[g], *w.xyz[g])
-            states.append(SimState(self._scan[i], steps[i], loc, heads[i], elevs[i], views[i], self._rgb,
-                                   self._depth, self._nav, i))
-        return states
+        frame = StepFrame(list(self._scan), self._node.tolist(), self._heading.tolist(), self._elevation.tolist(),
+                          self._view_index.tolist(), self._step.tolist(), self._rgb, self._depth, self._nav,
+                          self._location)
+        return [SimState(frame, b) for b in range(self.batch_size)]
+
+    def _location(self, node: int) -> ViewPoint:
+        """The current-location ViewPoint of a global node (rel_* all 0), made once and shared."""
+        loc = self._locations.get(node)
+        if loc is None:
+            w = self.world
+            loc = self._locations[node] = ViewPoint(w.ids[node], w.local_ix[node], *w.xyz[node])
+        return loc
