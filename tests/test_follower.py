@@ -1,0 +1,118 @@
+"""The follower model: shapes, STOP as the zero candidate, masking, padding invariance, EnvDrop checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agents.follower import (Follower, FollowerConfig, angle_feature, load_envdrop_follower,
+                             make_follower_optimizers)
+
+B, L, K, D = 3, 7, 5, 24
+
+
+def make(**kw) -> Follower:
+    torch.manual_seed(0)
+    return Follower(FollowerConfig(vocab_size=20, feature_dim=D, **kw))
+
+
+def instructions() -> torch.Tensor:
+    instr = torch.randint(4, 20, (B, L))
+    instr[0, 5:] = 0  # shorter instructions are padded with 0
+    instr[1, 3:] = 0
+    return instr
+
+
+def step(f: Follower, instr: torch.Tensor):
+    ctx, ctx_mask, h_tilde, c = f.encoder(instr)
+    views = torch.randn(B, 36, D + 128)
+    cands = torch.randn(B, K, D + 128)
+    prev = angle_feature(torch.zeros(B), torch.zeros(B))
+    return ctx, ctx_mask, f.decoder(prev, views, cands, h_tilde, c, ctx, ctx_mask)
+
+
+def test_shapes():
+    f = make()
+    ctx, ctx_mask, (h, c, h_tilde, logits) = step(f, instructions())
+    assert ctx.shape == (B, L, 512) and ctx_mask.shape == (B, L)
+    assert ctx_mask[0].tolist() == [False] * 5 + [True] * 2
+    assert h.shape == c.shape == h_tilde.shape == (B, 512)
+    assert logits.shape == (B, K)
+    assert f.critic(h).shape == (B,)
+
+
+def test_stop_logit_is_zero_and_mask_applies():
+    f = make()
+    cand_logits = torch.randn(B, K)
+    mask = torch.ones(B, K + 1, dtype=torch.bool)
+    mask[0, 3:] = False
+    logits = f.action_logits(cand_logits, mask)
+    assert torch.equal(logits[:, 0], torch.zeros(B))  # STOP: the all-zero candidate's bilinear score
+    assert torch.isinf(logits[0, 3:]).all() and torch.equal(logits[1, 1:], cand_logits[1])
+
+
+def test_zero_candidate_scores_zero():
+    f = make().eval()
+    ctx, ctx_mask, h_tilde, c = f.encoder(instructions())
+    cands = torch.zeros(B, K, D + 128)
+    *_, logits = f.decoder(angle_feature(torch.zeros(B), torch.zeros(B)), torch.randn(B, 36, D + 128), cands,
+                           h_tilde, c, ctx, ctx_mask)
+    assert torch.equal(logits, torch.zeros(B, K))
+
+
+def test_encoder_ignores_padding():
+    f = make().eval()
+    instr = instructions()
+    longer = torch.cat([instr, torch.zeros(B, 10, dtype=torch.long)], 1)  # more padding changes nothing
+    a, b = f.encoder(instr), f.encoder(longer)
+    for x, y in zip(a, b):
+        assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_feature_dropout_only_in_training_and_not_on_angles():
+    from agents.envdrop import drop_image_features
+    x = torch.ones(B, 36, D + 128)
+    torch.manual_seed(0)
+    y = drop_image_features(x, 0.5, D, training=True)
+    assert torch.equal(y[..., D:], x[..., D:])  # angle dims untouched
+    assert set(y[..., :D].unique().tolist()) == {0.0, 2.0}  # element-wise inverted dropout
+    assert torch.equal(drop_image_features(x, 0.5, D, training=False), x)
+    f = make().eval()
+    instr = instructions()
+    torch.manual_seed(1)
+    first = step(f, instr)[2][3]
+    torch.manual_seed(1)
+    assert torch.equal(first, step(f, instr)[2][3])  # eval mode: no dropout anywhere
+
+
+def test_angle_feature_layout():
+    a = angle_feature(torch.tensor([math.pi / 2]), torch.tensor([0.0]))
+    assert a.shape == (1, 128)
+    assert torch.allclose(a[0, :4], torch.tensor([1.0, 0.0, 0.0, 1.0]), atol=1e-6)
+    assert torch.equal(a[0, :4], a[0, 124:])
+
+
+def test_optimizers_and_envdrop_snapshot_round_trip():
+    f = make()
+    opts = make_follower_optimizers(f)
+    assert set(opts) == {"encoder", "decoder", "critic"}
+    assert all(isinstance(o, torch.optim.RMSprop) for o in opts.values())
+    snapshot = {name: {"state_dict": getattr(f, name).state_dict()} for name in ("encoder", "decoder", "critic")}
+    snapshot["decoder"]["state_dict"]["candidate_att_layer.linear_out.weight"] = torch.zeros(1)  # unused there
+    g = make(dropout=0.1)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.zero_()
+    unused = load_envdrop_follower(g, snapshot)
+    assert unused == ["decoder.candidate_att_layer.linear_out.weight"]
+    assert all(torch.equal(p, q) for p, q in zip(f.parameters(), g.parameters()))
+    with pytest.raises(ValueError, match="lacks"):
+        load_envdrop_follower(g, {"encoder": {"state_dict": {}}, "decoder": snapshot["decoder"],
+                                  "critic": snapshot["critic"]})
+
+
+def test_config_asserts():
+    with pytest.raises(AssertionError, match="even"):
+        FollowerConfig(vocab_size=10, feature_dim=8, hidden_dim=511)

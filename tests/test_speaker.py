@@ -1,0 +1,130 @@
+"""The speaker (shapes, decoding rules, overfitting a handful of instructions) and BLEU against hand values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agents.bleu import corpus_bleu
+from agents.speaker import Speaker, SpeakerConfig, as_follower_instructions, make_speaker_optimizers
+
+PAD, UNK, EOS, BOS = 0, 1, 2, 3
+D = 16
+
+
+def make(**kw) -> Speaker:
+    torch.manual_seed(0)
+    return Speaker(SpeakerConfig(vocab_size=12, feature_dim=D, **kw))
+
+
+def paths(n: int = 4, steps: int = 3):
+    torch.manual_seed(1)
+    img = torch.randn(n, steps, 36, D + 128)
+    act = torch.randn(n, steps, D + 128)
+    lengths = torch.tensor([steps, 2, steps, 1][:n])
+    return act, img, lengths
+
+
+def test_shapes_and_mask():
+    s = make()
+    act, img, lengths = paths()
+    ctx, mask = s.encode(act, img, lengths)
+    assert ctx.shape == (4, 3, 512)
+    assert mask.tolist()[1] == [False, False, True] and mask.tolist()[3] == [False, True, True]
+    logits, _ = s.decoder(torch.full((4, 5), 4), ctx, mask)
+    assert logits.shape == (4, 5, 12)
+
+
+def test_encoder_ignores_steps_past_the_path_end():
+    s = make().eval()
+    act, img, lengths = paths()
+    ctx, _ = s.encode(act, img, lengths)
+    act2, img2 = act.clone(), img.clone()
+    act2[3, 1:] = 99.0  # garbage after path 3's single step
+    img2[3, 1:] = -5.0
+    ctx2, _ = s.encode(act2, img2, lengths)
+    assert torch.allclose(ctx[3, :1], ctx2[3, :1], atol=1e-6)
+
+
+def test_speaker_overfits_a_handful_of_instructions():
+    s = make(hidden_dim=64, word_dim=32, dropout=0.0, feature_dropout=0.0)
+    act, img, lengths = paths()
+    instr = torch.tensor([[BOS, 4, 5, 6, EOS, PAD], [BOS, 7, 8, EOS, PAD, PAD],
+                          [BOS, 9, 10, 11, 4, EOS], [BOS, 5, EOS, PAD, PAD, PAD]])
+    opts = make_speaker_optimizers(s, lr=1e-2)
+    assert all(isinstance(o, torch.optim.Adam) for o in opts.values())
+    for _ in range(60):  # about 20 steps suffice
+        loss = s.loss(instr, *s.encode(act, img, lengths))
+        if loss.item() < 0.05:
+            break
+        for o in opts.values():
+            o.zero_grad()
+        loss.backward()
+        for o in opts.values():
+            o.step()
+    assert loss.item() < 0.05
+    s.eval()
+    words = s.decode(*s.encode(act, img, lengths), BOS, EOS, banned=(UNK,), max_len=10)
+    expected = torch.cat([instr[:, 1:], torch.zeros(4, words.shape[1] - 5, dtype=torch.long)], 1)
+    assert torch.equal(words, expected)  # greedy decoding reproduces them, pad after <EOS>
+
+
+def test_decode_bans_unk_and_stops_at_max_len():
+    s = make().eval()
+    act, img, lengths = paths()
+    with torch.no_grad():
+        s.decoder.projection.bias.fill_(-100.0)
+        s.decoder.projection.bias[UNK] = 100.0  # <UNK> would always win
+        s.decoder.projection.bias[6] = 50.0
+    ctx, mask = s.encode(act, img, lengths)
+    words = s.decode(ctx, mask, BOS, EOS, banned=(UNK,), max_len=7)
+    assert words.shape == (4, 7) and (words == 6).all()
+    torch.manual_seed(0)
+    sampled = s.decode(ctx, mask, BOS, EOS, banned=(UNK,), max_len=7, sample=True)
+    assert (sampled != UNK).all()
+
+
+def test_as_follower_instructions():
+    words = torch.tensor([[5, 6, EOS, PAD], [7, 8, 9, 10]])
+    out = as_follower_instructions(words, BOS, EOS, PAD)
+    assert out.tolist() == [[BOS, 5, 6, EOS, PAD], [BOS, 7, 8, 9, EOS]]  # unfinished: closed with <EOS>
+
+
+# BLEU ------------------------------------------------------------------------------------------------------
+def test_bleu_perfect_match():
+    ref = "walk past the sofa and stop".split()
+    score = corpus_bleu([[ref]], [ref])
+    assert score.bleu == pytest.approx(1.0) and score.precisions == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_bleu_hand_computed_multi_reference():
+    hyp = "the cat sat on the mat".split()
+    refs = ["the cat is on the mat".split(), "there is a cat on the mat today".split()]
+    s = corpus_bleu([refs], [hyp])
+    # 1-grams: the x2 (clipped 2), cat, on, mat match; sat does not -> 5/6.
+    # 2-grams: the cat, on the, the mat -> 3/5. 3-grams: on the mat -> 1/4. 4-grams: none -> 0/3.
+    assert s.precisions == pytest.approx((5 / 6, 3 / 5, 1 / 4, 0.0))
+    assert s.bleu == 0.0  # no smoothing: any zero precision zeroes BLEU
+    assert s.reference_length == 6 and s.brevity_penalty == 1.0  # shortest reference, as NMT's compute_bleu
+    smooth = corpus_bleu([refs], [hyp], smooth=True)
+    expected = math.exp((math.log(6 / 7) + math.log(4 / 6) + math.log(2 / 5) + math.log(1 / 4)) / 4)
+    assert smooth.bleu == pytest.approx(expected)
+
+
+def test_bleu_corpus_pooling_and_brevity_penalty():
+    # Pooled counts over two examples; the hypothesis corpus (5 words) is shorter than the references (8).
+    hyps = ["a b c".split(), "d e".split()]
+    refs = [["a b c d".split()], ["d e f g".split(), "d e f g h".split()]]
+    s = corpus_bleu(refs, hyps, max_order=2)
+    assert s.precisions == pytest.approx((1.0, 1.0))  # 5/5 unigrams, 3/3 bigrams
+    assert s.reference_length == 8 and s.hypothesis_length == 5
+    assert s.bleu == pytest.approx(math.exp(1 - 8 / 5))
+
+
+def test_bleu_clips_repeated_words():
+    s = corpus_bleu([["the cat".split()]], ["the the the".split()], max_order=1)
+    assert s.precisions == pytest.approx((1 / 3,))
+    with pytest.raises(ValueError, match="reference"):
+        corpus_bleu([[]], [["x"]])
