@@ -39,7 +39,8 @@ class NavigableBatch:
         self.start = start  # [B + 1] int64: element b's neighbours are start[b]:start[b+1]
         self.target = target  # [K] global node of each neighbour, sorted by angular distance per element
         self._columns = (local_ix, rel_heading, rel_elevation, rel_distance)
-        self._lists: tuple[list, ...] | None = None
+        self._all: list[ViewPoint] | None = None
+        self._start: list[int] = []
         self._ids = ids  # global node -> viewpoint id
         self._xyz = xyz  # global node -> [x, y, z]
 
@@ -47,13 +48,15 @@ class NavigableBatch:
         return int(self.start[b + 1] - self.start[b])
 
     def neighbours(self, b: int) -> list[ViewPoint]:
-        """Element ``b``'s navigable neighbours (current location excluded), as fresh ViewPoint objects."""
-        if self._lists is None:  # one bulk conversion per step instead of one per attribute access
-            self._lists = (self.start.tolist(), self.target.tolist()) + tuple(c.tolist() for c in self._columns)
-        start, target, local_ix, rel_h, rel_e, rel_d = self._lists
-        ids, xyz = self._ids, self._xyz
-        return [ViewPoint(ids[target[k]], local_ix[k], *xyz[target[k]], rel_h[k], rel_e[k], rel_d[k])
-                for k in range(start[b], start[b + 1])]
+        """Element ``b``'s navigable neighbours (current location excluded), sorted."""
+        if self._all is None:  # one bulk conversion per step: agents read every element's list
+            start, target, local_ix, rel_h, rel_e, rel_d = (self.start.tolist(), self.target.tolist(),
+                                                           *(c.tolist() for c in self._columns))
+            ids, xyz = self._ids, self._xyz
+            self._start = start
+            self._all = [ViewPoint(ids[t], i, *xyz[t], h, e, d)
+                         for t, i, h, e, d in zip(target, local_ix, rel_h, rel_e, rel_d)]
+        return self._all[self._start[b]:self._start[b + 1]]
 
 
 class StepFrame:
@@ -123,13 +126,12 @@ class SimState:
 
     @property
     def navigableLocations(self) -> list[ViewPoint]:  # noqa: N802
-        if self._nav is None:
-            location = self.location
-            if location is None:
-                self._nav = []
-            else:
-                self._nav = [location] + self._frame.nav.neighbours(self._b)
-        return self._nav
+        nav = self._nav
+        if nav is None:
+            frame, b = self._frame, self._b
+            node = frame.node[b]
+            nav = self._nav = [] if node < 0 else [frame.locations(node)] + frame.nav.neighbours(b)
+        return nav
 
     def __repr__(self) -> str:
         vp = self.location.viewpointId if self.location is not None else None
