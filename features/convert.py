@@ -52,8 +52,8 @@ def convert(config: ConvertConfig) -> int:
             attrs = dict(store.attrs, encoder=config.encoder, weights=config.weights, source=Path(config.src).name)
             attrs.pop("format", None)
             keys = store.keys()
-            # The temp file is renamed only when complete, so a per-key flush would buy nothing here.
-            with HDF5FeatureWriter(tmp, store.dim, attrs, dtype=np.dtype(config.dtype), flush_every=len(keys)) as out:
+            # The temp file is renamed only when complete, so the writer's journal would buy nothing here.
+            with HDF5FeatureWriter(tmp, store.dim, attrs, dtype=np.dtype(config.dtype), flush_every=len(keys), journal=False) as out:
                 for key in tqdm(keys, desc=f"{Path(config.src).name} -> {dst.name}", unit="pano", disable=config.quiet):
                     scan, viewpoint = key.split("_", 1)
                     out.write(scan, viewpoint, store[key])

@@ -63,7 +63,7 @@ def resolve_split_file(source: str | os.PathLike, split: str, task: str) -> Path
     return source
 
 
-def _check(path: Path, where: str, record: Any, name: str, kinds: type | tuple[type, ...], optional: bool = False) -> Any:
+def check_field(path: Path, where: str, record: Any, name: str, kinds: type | tuple[type, ...], optional: bool = False) -> Any:
     """Field ``name`` of the record at ``where`` (e.g. "entry 3"), type-checked; one clear DataError otherwise."""
     if not isinstance(record, dict):
         raise data_error(path, f"{where} is a {type(record).__name__}, not an object", "Each entry must be a JSON object")
@@ -78,8 +78,8 @@ def _check(path: Path, where: str, record: Any, name: str, kinds: type | tuple[t
     return value
 
 
-def _check_path(path: Path, where: str, record: dict) -> list[str]:
-    viewpoints = _check(path, where, record, "path", list)
+def check_viewpoints(path: Path, where: str, record: dict) -> list[str]:
+    viewpoints = check_field(path, where, record, "path", list)
     if not viewpoints or not all(isinstance(v, str) for v in viewpoints):
         raise data_error(path, f"{where} field 'path' must be a non-empty list of viewpoint ids", "Check the split file")
     return viewpoints
@@ -101,12 +101,12 @@ def load_r2r(source: str | os.PathLike, split: str) -> list[Episode]:
     episodes = []
     for index, record in enumerate(records):
         where = f"entry {index}"
-        path_id = _check(path, where, record, "path_id", int)
-        scan = _check(path, where, record, "scan", str)
-        viewpoints = _check_path(path, where, record)
-        heading = float(_check(path, where, record, "heading", (int, float)))
-        distance = _check(path, where, record, "distance", (int, float), optional=True)
-        instructions = _check(path, where, record, "instructions", list)
+        path_id = check_field(path, where, record, "path_id", int)
+        scan = check_field(path, where, record, "scan", str)
+        viewpoints = check_viewpoints(path, where, record)
+        heading = float(check_field(path, where, record, "heading", (int, float)))
+        distance = check_field(path, where, record, "distance", (int, float), optional=True)
+        instructions = check_field(path, where, record, "instructions", list)
         for k, instruction in enumerate(instructions):
             if not isinstance(instruction, str):
                 raise data_error(path, f"entry {index} field 'instructions'[{k}] is not a string", "Check the split file")
@@ -137,4 +137,5 @@ def build_r2r_vocab(source: str | os.PathLike, split: str = "train", min_count: 
     return Vocab.build((e.instruction for e in load_r2r(source, split)), min_count=min_count, legacy_order=legacy_order)
 
 
-__all__ = ["Episode", "R2R_SPLITS", "DataError", "load_r2r", "encode_episodes", "build_r2r_vocab", "resolve_split_file"]
+__all__ = ["Episode", "R2R_SPLITS", "DataError", "load_r2r", "encode_episodes", "build_r2r_vocab", "resolve_split_file",
+           "check_field", "check_viewpoints"]

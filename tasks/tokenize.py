@@ -72,7 +72,8 @@ def _is_punct(char: str) -> bool:
 def split_multilingual(sentence: str) -> list[str]:
     """Tokenizer for any script: words are runs of letters + combining marks + numbers (+ ``_``, ZWJ, ZWNJ).
 
-    Separators are split on white space, then EnvDrop's punctuation rule applies with Unicode
+    The text is NFC-normalised first (so ``ड़`` typed as one code point or as ``ड`` + nukta gives one
+    token). Separators are split on white space, then EnvDrop's punctuation rule applies with Unicode
     punctuation (so the Devanagari danda ``।`` is a token of its own). On ASCII English it gives the
     same tokens as :func:`split_sentence` except that mixed separators like ``". ("`` become ``. (``.
     """
@@ -85,7 +86,8 @@ def split_multilingual(sentence: str) -> list[str]:
             tokens.extend(_punct_split(piece, _is_punct))
         sep.clear()
 
-    for char in sentence.lower():
+    # NFC so that one word has one spelling: RxR mixes precomposed and decomposed nukta letters
+    for char in unicodedata.normalize("NFC", sentence.lower()):
         if _is_word_char(char):
             if sep:
                 flush_sep()

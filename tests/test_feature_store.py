@@ -105,8 +105,12 @@ def test_hdf5_writer_store_and_resume(tmp_path):
             writer.write(scan, vp, array)
         with pytest.raises(ValueError, match=r"expected \(36, 8\)"):
             writer.write("s", "v", np.zeros((36, 9)))
+    writer = HDF5FeatureWriter(path, 8, attrs, dtype=np.float16)
+    writer.write(*rows[2])
+    writer.suspend()  # stops without building: the journal keeps the key
+    assert list(tmp_path.iterdir()) != [path] and "scan0_vp002" not in open_features(path)
     with HDF5FeatureWriter(path, 8, attrs, dtype=np.float16) as writer:  # resume: done keys are visible
-        assert "scan0_vp000" in writer and "scan0_vp002" not in writer
+        assert "scan0_vp000" in writer and "scan0_vp002" in writer and "scan1_vp003" not in writer
         for scan, vp, array in rows[2:]:
             writer.write(scan, vp, array)
     with pytest.raises(DataError, match="encoder='RN50x4', but this run writes encoder='ViT-B/32'"):
@@ -115,7 +119,7 @@ def test_hdf5_writer_store_and_resume(tmp_path):
         HDF5FeatureWriter(path, 16, attrs, dtype=np.float16)
     with open_features(path) as store:
         assert store.dim == 8 and len(store) == 4
-        assert store.attrs["encoder"] == "RN50x4" and store.attrs["complete"] is True
+        assert store.attrs["encoder"] == "RN50x4"
         assert store.attrs["format_version"] == 1 and store.attrs["dtype"] == "float16"
         got = store.get("scan1", "vp003")
         assert got.dtype == np.float32
@@ -127,37 +131,49 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, numpy as np
     from features.store import HDF5FeatureWriter
     new = 0
-    with HDF5FeatureWriter(sys.argv[1], 64, {"encoder": "test"}) as w:
-        for i in range(100000):
-            key = f"vp{i:06d}"
-            if "scan_" + key not in w:
-                w.write("scan", key, np.full((36, 64), i, np.float32))
-                new += 1
-                if new == 10:
-                    print("started", flush=True)
+    writer = HDF5FeatureWriter(sys.argv[1], 64, {"encoder": "test"})
+    for i in range(100000):
+        key = f"vp{i:06d}"
+        if "scan_" + key not in writer:
+            writer.write("scan", key, np.full((36, 64), i, np.float32))
+            new += 1
+            if new == 10:
+                print("started", flush=True)
     """
 )
 
 
 def test_hdf5_writer_survives_sigkill(tmp_path):
-    """Kill a writer mid-stream several times; each time the file reopens, holds only whole keys, and resumes."""
+    """Kill a writer mid-stream several times; each run resumes, and the final file holds exact values."""
     path = tmp_path / "killed.h5"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     previous = 0
-    for delay in (0.05, 0.2, 0.4):
+    for delay in (0.02, 0.1, 0.3):
         proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path)], env=env, stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"started"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        with open_features(path) as store:
-            keys = store.keys()
-            assert store.attrs["complete"] is False  # the killed writer never closed it
-            assert len(keys) > previous  # resumed from where the last run stopped
-            for key in keys:
-                value = int(key[len("scan_vp"):])
-                np.testing.assert_array_equal(store[key], np.full((36, 64), value, np.float32))
-            previous = len(keys)
+        assert not path.exists()  # never a half-built output
+        writer = HDF5FeatureWriter(path, 64, {"encoder": "test"})
+        assert len(writer) >= previous + 10  # every run added keys and kept the earlier ones
+        assert all(f"scan_vp{i:06d}" in writer for i in range(len(writer)))  # no gaps: keys land in order
+        previous = len(writer)
+        writer.suspend()
+    # a torn record at the end (a kill inside a write) is dropped, the records before it kept
+    journal = path.with_name("killed.h5.journal")
+    with open(journal, "ab") as out:
+        out.write(b"\x10\x00\x00\x00scan_vp9")
+    with HDF5FeatureWriter(path, 64, {"encoder": "test"}) as writer:
+        assert len(writer) == previous
+    assert not journal.exists()
+    with open_features(path) as store:
+        assert len(store) == previous and store.attrs["encoder"] == "test"
+        table = store.table(store.keys())
+        np.testing.assert_array_equal(table, np.broadcast_to(np.arange(previous, dtype=np.float32)[:, None, None], table.shape))
+    with pytest.raises(DataError, match="journal: is not a feature-writer journal"):
+        journal.write_bytes(b"junk")
+        HDF5FeatureWriter(path, 64, {"encoder": "test"})
 
 
 def test_convert_cli_writes_atomically(tsv, tmp_path, capsys):
