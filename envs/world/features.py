@@ -86,16 +86,25 @@ def view_rays() -> np.ndarray:
     return out.astype(np.float32)
 
 
-def view_concepts(s: Surfaces, concepts: np.ndarray, room: int, position: np.ndarray) -> np.ndarray:
-    """``[36, C]`` nearness-weighted concept weights of what each view of a panorama sees."""
+def label_embeddings(concepts: np.ndarray, dim: int) -> np.ndarray:
+    """``[L, dim]``: each surface label's concepts projected (computed once per house)."""
+    # einsum, not matmul: BLAS thread pools stall badly when the machine's cores are busy
+    return np.einsum("lc,cd->ld", concepts, concept_embeddings(dim))
+
+
+def view_label_weights(s: Surfaces, room: int, position: np.ndarray) -> np.ndarray:
+    """``[36, L]`` nearness-weighted share of each surface label in each view of a panorama."""
     rays = view_rays().reshape(-1, 3)
     label, dist, _, _ = cast(s, np.full(len(rays), room), np.broadcast_to(position, rays.shape), rays)
-    weight = 1.0 / (1.0 + dist / 4.0)
-    hits = concepts[np.maximum(label, 0)] * (weight * (label >= 0))[:, None]
-    return hits.reshape(36, -1, concepts.shape[1]).mean(axis=1)
+    n_labels = len(s.rgb)
+    weight = np.where(label >= 0, 1.0 / (1.0 + dist / 4.0), 0.0)
+    view = np.repeat(np.arange(36), RAYS_X * RAYS_Y)
+    flat = np.bincount(view * n_labels + np.maximum(label, 0), weights=weight, minlength=36 * n_labels)
+    return (flat.reshape(36, n_labels) / (RAYS_X * RAYS_Y)).astype(np.float32)
 
 
-def view_features(weights: np.ndarray, dim: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """``[36, dim]`` float32 features from concept weights ``[36, C]``: projection plus Gaussian noise."""
-    feats = weights @ concept_embeddings(dim)
+def view_features(label_weights: np.ndarray, label_emb: np.ndarray, noise: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """``[36, dim]`` float32 features: the projected concepts of what each view sees, plus Gaussian noise."""
+    feats = np.einsum("vl,ld->vd", label_weights, label_emb)
     return (feats + noise * rng.standard_normal(feats.shape)).astype(np.float32)

@@ -141,8 +141,7 @@ def r2r_instruction(plan: list[Step], rng: np.random.Generator) -> str:
         if k == 0:
             text = clause[0].upper() + clause[1:]
             continue
-        join = _pick(rng, t["joins"])
-        text += join + (clause[0].upper() + clause[1:] if join.startswith(".") else clause)
+        text += _pick(rng, t["joins"]) + clause
     stop = plan[-1]
     ending = _pick(rng, t["stop_room"] if rng.random() < 0.4 else t["stop"])
     ending = ending.format(obj=stop.obj.name, room=stop.room)

@@ -159,7 +159,9 @@ def _cast_in_room(s: Surfaces, r: int, idx: np.ndarray, o: np.ndarray, d: np.nda
             reach = float(np.linalg.norm(centre))
             if reach > radius:
                 cos_cone = np.sqrt(1.0 - (radius / reach) ** 2)
-                cand = np.flatnonzero(dd @ (centre / reach).astype(np.float32) >= cos_cone - 1e-4)
+                axis_dir = (centre / reach).astype(np.float32)  # (explicit sum: BLAS threads stall on a busy machine)
+                cosine = dd[:, 0] * axis_dir[0] + dd[:, 1] * axis_dir[1] + dd[:, 2] * axis_dir[2]
+                cand = np.flatnonzero(cosine >= cos_cone - 1e-4)
         if not len(cand):
             continue
         # per-axis entry/exit distances, component-wise (much faster than reductions over a [n, 3] axis)
@@ -210,7 +212,8 @@ def face_directions(size: int, rotation: np.ndarray) -> np.ndarray:
     and, by the OpenGL face rules, direction v: +X (1, -tc, -sc), -X (-1, -tc, sc), +Y (sc, 1, tc),
     -Y (sc, -1, -tc), +Z (sc, -tc, 1), -Z (-sc, -tc, -1). MatterSim shows it at world direction -R v.
     """
-    return -(_cube_directions(size) @ np.asarray(rotation, np.float32)[:3, :3].T)
+    rot = np.asarray(rotation, np.float32)[:3, :3]
+    return -np.einsum("fijk,lk->fijl", _cube_directions(size), rot)  # einsum: no BLAS thread pool
 
 
 @lru_cache(maxsize=4)

@@ -58,7 +58,7 @@ class WorldConfig:
     """std of the Gaussian noise added to every feature value"""
     skyboxes: bool = True
     """render the six skybox faces of every included viewpoint"""
-    image_size: int = 128
+    image_size: int = 64
     """side of a skybox face in pixels"""
     workers: int = 0
     """processes for rendering (0: one per CPU, at most 4); the output does not depend on it"""
@@ -138,7 +138,7 @@ def _house_work(args: tuple) -> tuple[int, list[tuple[str, np.ndarray]]]:
     config, index, tmp = args
     house = generate_house(config.seed, index, config.second_floor_prob)
     s = surfaces(house)
-    concepts = wf.label_concepts(house)
+    label_emb = wf.label_embeddings(wf.label_concepts(house), config.feature_dim)
     rng = np.random.default_rng([config.seed, index, 31337])
     feats = []
     sky_dir = Path(tmp) / "skyboxes" / house.scan / "matterport_skybox_images"
@@ -148,8 +148,8 @@ def _house_work(args: tuple) -> tuple[int, list[tuple[str, np.ndarray]]]:
     for v in house.viewpoints:
         if not v.included:
             continue
-        weights = wf.view_concepts(s, concepts, v.room, v.position)
-        feats.append((v.id, wf.view_features(weights, config.feature_dim, config.feature_noise, rng)))
+        weights = wf.view_label_weights(s, v.room, v.position)
+        feats.append((v.id, wf.view_features(weights, label_emb, config.feature_noise, rng)))
         if config.skyboxes:
             faces = render_skybox(s, v.room, v.position, pose_matrix(v.position, v.yaw), config.image_size)
             for f in range(6):
