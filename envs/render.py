@@ -1,0 +1,246 @@
+"""Perspective views from Matterport skybox cube faces, rendered in torch exactly as MatterSim's OpenGL does.
+
+How MatterSim draws a view (peteanderson80/Matterport3DSimulator, ``src/lib/NavGraph.cpp`` and
+``MatterSim.cpp::renderScene``, current master), restated as the ray geometry used here:
+
+* Cube map: face images go to OpenGL cube targets ``+X: 2, -X: 4, +Y: 0, -Y: 5, +Z: 1, -Z: 3`` (skybox file
+  index), each image's first row loaded as texture row ``t = 0``. The small merged file
+  ``{vp}_skybox_small.jpg`` is the six faces side by side in index order 0..5 (``scripts/downsize_skybox.py``).
+* Model matrix: the viewpoint's pose rotation ``R`` (the connectivity ``pose``, row-major, translation
+  dropped); View: ``rotX(-pi/2 + elevation) @ rotZ(pi + heading)``; the framebuffer is read back with
+  ``glReadPixels`` (bottom row first) without a flip; the vertex shader samples the cube at the model-space
+  vertex. Working the matrices through, the pixel in row ``r`` (top first), column ``c`` of the returned image
+  looks along the world ray ``w = f + x * tan(hfov/2) * right + y * tan(vfov/2) * up`` with
+  ``x = (c + 0.5) / W * 2 - 1``, ``y = 1 - (r + 0.5) / H * 2``, ``f = (sin h cos e, cos h cos e, sin e)``
+  (heading clockwise from +y, z up: the simulator's own convention), ``right = (cos h, -sin h, 0)``,
+  ``up = (-sin h sin e, -cos h sin e, cos e)``, and samples the cube map at ``d = -R^T w``.
+  With Matterport poses (camera x right, y down, z forward) this puts face 3 straight ahead of the camera
+  the pose describes, face 0 above, face 5 below and face 4 to its right, upright and unmirrored.
+  ``tests/test_render.py`` checks this closed form against a transcription of the GL matrix chain.
+* Sampling: OpenGL's cube face selection by the major axis and its (sc, tc) table, ``GL_LINEAR`` without
+  mipmaps, ``GL_CLAMP_TO_EDGE`` within each face. Here that is one ``grid_sample`` over the six faces stacked
+  into a column, with coordinates clamped to each face's texel centres so no sample bleeds across faces.
+
+Older MatterSim (before the "Images are mirrored" fix, issue #1) rotated the pose by 180 degrees about x and
+flipped the read-back image; its views are mirror images of these. The current convention is implemented.
+
+Images here are RGB (MatterSim itself returns BGR); :mod:`features.encoders` offers CLIP-ViL's BGR-as-RGB
+handling where a released feature file must be matched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from envs.datadir import data_error
+
+WIDTH, HEIGHT, VFOV = 640, 480, math.radians(60)  # the R2R camera
+HEADING_COUNT = 12
+ELEVATIONS = (-math.radians(30), 0.0, math.radians(30))  # elevation_index 0 looks down
+VIEW_COUNT = HEADING_COUNT * len(ELEVATIONS)
+
+# GL cube target (+X, -X, +Y, -Y, +Z, -Z) -> Matterport skybox image index.
+GL_TARGET_TO_SKYBOX = (2, 4, 0, 5, 1, 3)
+
+# A pose for worlds without Matterport poses: camera x = world +x, y = world -z (down), z = world +y, so that
+# face 3 is at heading 0, face 0 up and face 4 at heading 90 degrees. Used when ``pose_rotations`` is None.
+LEVEL_POSE = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+def view_angles() -> tuple[torch.Tensor, torch.Tensor]:
+    """Headings and elevations ``[36]`` (radians) of MatterSim's discretized views, in view-index order.
+
+    ``viewIndex = heading_index + 12 * elevation_index``: headings 0..330 degrees by 30 clockwise, elevation
+    -30 (views 0-11), 0 (12-23), +30 degrees (24-35).
+    """
+    index = torch.arange(VIEW_COUNT, dtype=torch.float64)
+    headings = (index % HEADING_COUNT) * (2 * math.pi / HEADING_COUNT)
+    elevations = torch.tensor(ELEVATIONS, dtype=torch.float64)[(index // HEADING_COUNT).long()]
+    return headings, elevations
+
+
+def _skybox_paths(skybox_dir: Path, scan: str, viewpoint: str) -> tuple[list[Path], Path]:
+    folder = Path(skybox_dir) / scan / "matterport_skybox_images"
+    faces = [folder / f"{viewpoint}_skybox{i}_sami.jpg" for i in range(6)]
+    return faces, folder / f"{viewpoint}_skybox_small.jpg"
+
+
+def has_skybox(skybox_dir: str | os.PathLike, scan: str, viewpoint: str) -> bool:
+    """Whether either skybox layout exists for this viewpoint."""
+    faces, small = _skybox_paths(Path(skybox_dir), scan, viewpoint)
+    return all(p.exists() for p in faces) or small.exists()
+
+
+def _decode(path: Path) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as error:
+        raise data_error(path, f"cannot be decoded as an image ({error})", "Re-download or regenerate it") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)  # [3, H, W] uint8
+
+
+def load_skybox(skybox_dir: str | os.PathLike, scan: str, viewpoint: str) -> torch.Tensor:
+    """Load one viewpoint's cube faces as uint8 RGB ``[6, 3, S, S]`` in skybox index order (0 up ... 5 down).
+
+    Reads the raw Matterport layout ``{scan}/matterport_skybox_images/{vp}_skybox{0..5}_sami.jpg`` when all
+    six exist (what the MatterSim bundled with EnvDrop / CLIP-ViL read, so the published features come from
+    them), else MatterSim's merged ``{vp}_skybox_small.jpg`` (six faces side by side).
+    """
+    faces_paths, small = _skybox_paths(Path(skybox_dir), scan, viewpoint)
+    if all(p.exists() for p in faces_paths):
+        faces = [_decode(p) for p in faces_paths]
+        sizes = {tuple(f.shape[1:]) for f in faces}
+        if len(sizes) != 1 or faces[0].shape[1] != faces[0].shape[2]:
+            raise data_error(faces_paths[0].parent, f"skybox faces of {viewpoint} are not equal squares: {sorted(sizes)}",
+                             "Each _skybox{i}_sami.jpg must be an S x S image")
+        return torch.stack(faces)
+    if small.exists():
+        merged = _decode(small)
+        size = merged.shape[1]
+        if merged.shape[2] != 6 * size:
+            raise data_error(small, f"is {merged.shape[2]}x{size}, expected six square faces side by side "
+                             f"({6 * size}x{size})", "Regenerate it with MatterSim's scripts/downsize_skybox.py")
+        return merged.reshape(3, size, 6, size).permute(2, 0, 1, 3).contiguous()
+    raise data_error(faces_paths[0].parent, f"no skybox for viewpoint {viewpoint}",
+                     f"Expected {faces_paths[0].name} .. {faces_paths[5].name} or {small.name} there")
+
+
+def camera_rays(
+    headings: torch.Tensor,
+    elevations: torch.Tensor,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    vfov: float = VFOV,
+) -> torch.Tensor:
+    """World ray (unnormalised) through each pixel centre of each view: ``[V, H, W, 3]`` float32.
+
+    World frame as the simulator's: z up, heading clockwise from +y, elevation up positive. Row 0 is the
+    image top, as MatterSim returns it.
+    """
+    h = torch.as_tensor(headings, dtype=torch.float64).reshape(-1, 1, 1)
+    e = torch.as_tensor(elevations, dtype=torch.float64).reshape(-1, 1, 1)
+    tan_v = math.tan(vfov / 2)
+    x = ((torch.arange(width, dtype=torch.float64) + 0.5) / width * 2 - 1) * tan_v * width / height  # [W]
+    y = (1 - (torch.arange(height, dtype=torch.float64) + 0.5) / height * 2) * tan_v  # [H]
+    x, y = x.reshape(1, 1, -1), y.reshape(1, -1, 1)
+    sh, ch, se, ce = torch.sin(h), torch.cos(h), torch.sin(e), torch.cos(e)
+    rays = torch.stack(
+        [
+            sh * ce + x * ch - y * sh * se,
+            ch * ce - x * sh - y * ch * se,
+            se + y * ce + 0 * x,
+        ],
+        dim=-1,
+    )  # [V, H, W, 3]
+    return rays.float()
+
+
+@lru_cache(maxsize=4)
+def _cached_rays(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov: float) -> torch.Tensor:
+    headings = torch.tensor([a[0] for a in angles], dtype=torch.float64)
+    elevations = torch.tensor([a[1] for a in angles], dtype=torch.float64)
+    return camera_rays(headings, elevations, width, height, vfov)
+
+
+def cube_coordinates(directions: torch.Tensor, face_size: int) -> torch.Tensor:
+    """Map cube-space directions ``[..., 3]`` to sample points in the stacked face column ``[..., 2]``.
+
+    OpenGL's face selection (largest |component|) and per-face (sc, tc) table pick the face and the texel
+    position; the result is ``(column, row)`` in pixels of a ``[6 * S, S]`` column with skybox face ``i`` at
+    rows ``i*S .. (i+1)*S``, clamped to texel centres of that face (``GL_CLAMP_TO_EDGE``).
+    """
+    x, y, z = directions.unbind(-1)
+    ax, ay, az = x.abs(), y.abs(), z.abs()
+    use_x = (ax >= ay) & (ax >= az)
+    use_y = ~use_x & (ay >= az)
+    use_z = ~use_x & ~use_y
+    positive = torch.where(use_x, x > 0, torch.where(use_y, y > 0, z > 0))
+    major = torch.where(use_x, ax, torch.where(use_y, ay, az))
+    # (sc, tc) per the OpenGL spec's cube map table
+    sc = torch.where(use_x, torch.where(positive, -z, z), torch.where(use_z, torch.where(positive, x, -x), x))
+    tc = torch.where(use_y, torch.where(positive, z, -z), -y)
+    target = torch.where(use_x, 0, torch.where(use_y, 2, 4)) + (~positive).long()  # GL target 0..5
+    face = torch.tensor(GL_TARGET_TO_SKYBOX, device=directions.device)[target]
+    col = ((sc / major + 1) * 0.5 * face_size - 0.5).clamp(0, face_size - 1)
+    row = ((tc / major + 1) * 0.5 * face_size - 0.5).clamp(0, face_size - 1) + face * face_size
+    return torch.stack([col, row.to(col.dtype)], dim=-1)
+
+
+def render_views(
+    faces: torch.Tensor,
+    headings: torch.Tensor,
+    elevations: torch.Tensor,
+    pose_rotations: torch.Tensor | None = None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    vfov: float = VFOV,
+) -> torch.Tensor:
+    """Render perspective views of skyboxes: ``[B, V, 3, height, width]``.
+
+    Args:
+        faces: ``[B, 6, 3, S, S]`` cube faces in skybox index order, uint8 (output is rounded uint8) or float.
+        headings, elevations: ``[B, V]`` or ``[V]`` (shared by the batch) camera angles in radians.
+        pose_rotations: ``[B, 3, 3]`` each viewpoint's pose rotation (``NavGraph.poses[:, :3, :3]``), or None
+            for :data:`LEVEL_POSE` (face 3 at heading 0).
+        width, height, vfov: the camera (MatterSim's R2R camera by default: 640x480, 60 degrees vertical).
+
+    Ray directions per (heading, elevation) set are computed once and cached; each call then rotates them by
+    the poses and samples all views of the batch with a single ``grid_sample``.
+    """
+    if faces.ndim != 5 or faces.shape[1] != 6 or faces.shape[3] != faces.shape[4]:
+        raise ValueError(f"faces must be [B, 6, 3, S, S], got {tuple(faces.shape)}")
+    batch, size, device = faces.shape[0], faces.shape[-1], faces.device
+    headings = torch.as_tensor(headings, dtype=torch.float64)
+    elevations = torch.as_tensor(elevations, dtype=torch.float64)
+    if headings.ndim == 1:
+        headings, elevations = headings.expand(batch, -1), elevations.expand(batch, -1)
+    if headings.shape != elevations.shape or headings.shape[0] != batch:
+        raise ValueError(f"headings {tuple(headings.shape)} and elevations {tuple(elevations.shape)} must be [B, V]")
+    views = headings.shape[1]
+    if pose_rotations is None:
+        pose_rotations = LEVEL_POSE.expand(batch, 3, 3)
+    rotations = torch.as_tensor(pose_rotations, dtype=torch.float32, device=device).reshape(batch, 3, 3)
+
+    shared = bool((headings == headings[:1]).all() and (elevations == elevations[:1]).all())
+    scale = torch.tensor([2.0 / (size - 1), 2.0 / (6 * size - 1)], device=device)
+    grid = torch.empty(batch, views, height, width, 2, device=device)
+    for b in range(batch):
+        if b == 0 or not shared:
+            angles = tuple(zip(headings[b].tolist(), elevations[b].tolist()))
+            rays = _cached_rays(angles, width, height, float(vfov)).to(device)  # [V, H, W, 3]
+        for v in range(views):  # one view at a time keeps the temporaries small (and in cache)
+            directions = -(rays[v] @ rotations[b])  # [H, W, 3]: cube direction d = -R^T w
+            # align_corners=True below: -1 and +1 are the first and last texel centres
+            grid[b, v] = cube_coordinates(directions, size) * scale - 1
+    grid = grid.reshape(batch, views * height, width, 2)
+
+    stacked = faces.permute(0, 2, 1, 3, 4).reshape(batch, faces.shape[2], 6 * size, size)  # [B, 3, 6S, S]
+    source = stacked.float() if not stacked.is_floating_point() else stacked
+    out = F.grid_sample(source, grid.to(source.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    out = out.reshape(batch, -1, views, height, width).permute(0, 2, 1, 3, 4)  # [B, V, 3, H, W]
+    if not faces.is_floating_point():
+        out = out.round_().clamp_(0, 255).to(faces.dtype)
+    return out
+
+
+def render_panorama(
+    faces: torch.Tensor,
+    pose_rotation: torch.Tensor | None = None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    vfov: float = VFOV,
+) -> torch.Tensor:
+    """The 36 discretized views of one skybox ``[6, 3, S, S]`` in view-index order: ``[36, 3, H, W]``."""
+    headings, elevations = view_angles()
+    rotations = None if pose_rotation is None else torch.as_tensor(pose_rotation).reshape(1, 3, 3)
+    return render_views(faces[None], headings, elevations, rotations, width, height, vfov)[0]
