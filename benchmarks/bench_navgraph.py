@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     viewpoints = sum(len(g) for g in graphs.values())
-    table_mb = sum(g.distances.nbytes + g._next.nbytes for g in graphs.values()) / 2**20
+    table_mb = sum(g.distances.nbytes + g.next_hop_table.nbytes for g in graphs.values()) / 2**20
     print(f"scans            {len(graphs)}")
     print(f"viewpoints       {viewpoints}")
     print(f"load + APSP      {seconds:.2f} s   (target < 10 s: {seconds / 10:.2f} of budget)")

@@ -37,6 +37,7 @@ class NavGraph:
         unobstructed: [N, N] bool, the file's flags restricted to included viewpoints (directed, as MatterSim
             reads them: row i lists what can be reached from i).
         distances: [N, N] float64 shortest-path distances (inf where unreachable).
+        next_hop_table: [N, N] int32 ix of the next viewpoint on a shortest path (-1 where unreachable).
     """
 
     def __init__(self, scan: str, records: list[dict], source: str | Path = "<memory>") -> None:
@@ -84,7 +85,7 @@ class NavGraph:
                 dist = np.where(better, through, dist)
                 nxt = np.where(better, nxt[:, k : k + 1], nxt)
         self.distances = dist
-        self._next = nxt
+        self.next_hop_table = nxt
         self.edge_lengths = np.where(edges, weights, 0.0)
 
     # ----------------------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ class NavGraph:
 
     def next_hop(self, a: str, b: str) -> str:
         """The next viewpoint on a shortest path from ``a`` to ``b`` (``a`` itself when ``a == b``)."""
-        hop = int(self._next[self.ix(a), self.ix(b)])
+        hop = int(self.next_hop_table[self.ix(a), self.ix(b)])
         if hop < 0:
             raise DataError(f"scan {self.scan}: {b} is unreachable from {a}")
         return self.ids[hop]

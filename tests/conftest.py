@@ -18,3 +18,14 @@ def shared_data():
     if not (path / "connectivity" / "scans.txt").exists():
         pytest.skip(f"real data not found at {path} (set CLIPVIL_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """A small built-in world (a data directory in the real formats), built once per test session."""
+    from envs.world import WorldConfig, build_world
+
+    out = tmp_path_factory.mktemp("world") / "tiny"
+    build_world(out, WorldConfig(houses_seen=3, houses_unseen=2, houses_test=1, paths_per_house=24,
+                                 eval_paths_per_house=10, image_size=32, workers=1))
+    return out

@@ -1,0 +1,203 @@
+"""A native batched Gymnasium vector env for training: B VLN episodes stepped together in numpy.
+
+Same rules as :class:`envs.vln_env.VLNEnv` (both run :class:`envs.vln_core.BatchState`), but episodes
+come in batches the way EnvDrop trains: ``reset()`` draws the next B episodes of a shuffled epoch and there is
+no autoreset (``AutoresetMode.DISABLED``): a finished slot stays finished, its actions ignored and only STOP
+unmasked, until the next ``reset()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from envs.vln_core import ANGLE_DIM, VIEW_COUNT, BatchState
+from envs.vln_data import TaskData, load_task_data
+from tasks.r2r import Episode
+
+
+FEATURE_BOUND = 1e4  # finite bounds keep check_env quiet; image features are far smaller than this
+
+
+def observation_space(data: TaskData, mode: str = "features") -> gym.spaces.Dict:
+    """The single-episode observation space (see :class:`envs.vln_env.VLNEnv` and :class:`VLNVectorEnv`)."""
+    dim = data.tables.feature_dim + ANGLE_DIM
+    k = data.tables.max_candidates
+    spaces = {"instruction": gym.spaces.Box(0, data.vocab_size - 1, shape=(data.max_instr_len,), dtype=np.int64)}
+    if mode == "features":
+        spaces["view_features"] = gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, shape=(VIEW_COUNT, dim),
+                                                 dtype=np.float32)
+        spaces["candidate_features"] = gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, shape=(k, dim),
+                                                      dtype=np.float32)
+    elif mode == "indices":
+        spaces["viewpoint"] = gym.spaces.Box(0, len(data.tables.keys) - 1, shape=(), dtype=np.int64)
+        spaces["heading_index"] = gym.spaces.Box(0, 11, shape=(), dtype=np.int64)
+        spaces["candidate_view"] = gym.spaces.Box(0, VIEW_COUNT - 1, shape=(k,), dtype=np.int64)
+        spaces["candidate_angles"] = gym.spaces.Box(-2 * np.pi, 2 * np.pi, shape=(k, 2), dtype=np.float32)
+    else:
+        raise ValueError(f"observation mode must be 'features' or 'indices', got {mode!r}")
+    spaces["action_mask"] = gym.spaces.MultiBinary(k + 1)
+    return gym.spaces.Dict(spaces)
+
+
+class VLNVectorEnv(VectorEnv):
+    """B R2R/RxR episodes at once. See the module docstring and :class:`envs.vln_env.VLNEnv` for the spaces.
+
+    Arguments:
+        data_dir: a data directory (None: the built-in world).
+        split: ``train``, ``val_seen``, ``val_unseen`` or ``test``.
+        features: feature file name or path, ``"none"`` for zero features, None for the directory's only file.
+        task: ``"r2r"`` or ``"rxr"``.
+        num_envs: batch size B.
+        max_steps: actions per episode before truncation (EnvDrop: 35).
+        languages: RxR language filter (``en``, ``hi``, ``te`` or full codes).
+        seed: seeds the episode shuffle.
+        metrics_in_info: put each finished episode's metrics in ``info["metrics"]`` at its last step (the
+            trainer turns this off and asks :meth:`metrics` only when it evaluates).
+        observation_mode: ``"features"`` gives the feature arrays; ``"indices"`` gives, instead of
+            ``view_features`` and ``candidate_features``, ``viewpoint`` (row of :attr:`feature_table`),
+            ``heading_index`` (0-11; row of :attr:`view_angle_table`), ``candidate_view`` [K] (the view each
+            candidate is seen from) and ``candidate_angles`` [K, 2] (heading relative to the agent, absolute
+            elevation), so the agent gathers features itself, on its own device, without copying them here.
+            ``agents.observe.ObservationTensors`` turns either form into the same tensors.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+
+    def __init__(self, data_dir: str | Path | None = None, split: str = "train", features: str | None = None,
+                 task: str = "r2r", num_envs: int = 64, max_steps: int = 35,
+                 languages: list[str] | None = None, seed: int | None = None, shuffle: bool = True,
+                 feature_dtype: str = "float32", observation_mode: str = "features",
+                 metrics_in_info: bool = True) -> None:
+        self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype)
+        self.num_envs = num_envs
+        self.max_steps = max_steps
+        self.observation_mode = observation_mode
+        self.single_observation_space = observation_space(self.data, observation_mode)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.single_action_space = gym.spaces.Discrete(self.data.tables.max_candidates + 1)
+        self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, self.data.tables.max_candidates + 1))
+        self.state = BatchState(self.data.tables, num_envs, max_steps, eager_metrics=metrics_in_info)
+        self.metrics_in_info = metrics_in_info
+        self.shuffle = shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(self.data.episodes))
+        self._cursor = len(self._order)  # forces a shuffle on the first reset
+        self._by_id = {ep.instr_id: ep for ep in self.data.episodes}
+
+    # -- conveniences the agent uses ---------------------------------------------------------------
+    @property
+    def vocab(self):
+        return self.data.vocab
+
+    @property
+    def episodes(self) -> list[Episode]:
+        return self.data.episodes
+
+    @property
+    def graphs(self):
+        return self.data.tables.graphs
+
+    @property
+    def feature_dim(self) -> int:
+        return self.data.tables.feature_dim
+
+    @property
+    def max_candidates(self) -> int:
+        return self.data.tables.max_candidates
+
+    @property
+    def feature_table(self) -> np.ndarray:
+        """[G, 36, D] image features of every viewpoint row (``observation_mode="indices"``)."""
+        return self.data.tables.features
+
+    @property
+    def view_angle_table(self) -> np.ndarray:
+        """[12, 36, 128] angle features of the 36 views for each agent heading index."""
+        return self.state.view_angles
+
+    def iter_batches(self) -> Iterator[dict]:
+        """Reset options covering every episode of the split once, in order (the last batch padded)."""
+        eps = self.data.episodes
+        for start in range(0, len(eps), self.num_envs):
+            chunk = eps[start : start + self.num_envs]
+            chunk = chunk + [chunk[-1]] * (self.num_envs - len(chunk))
+            yield {"episodes": chunk, "count": min(self.num_envs, len(eps) - start)}
+
+    # -- Gymnasium API -------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            self._cursor = len(self._order)
+        episodes = self._pick(options or {})
+        instructions = np.stack([self.data.encode(ep) for ep in episodes])  # (B, L)
+        self.state.start(episodes, instructions)
+        return self._observe(), self._info()
+
+    def step(self, actions):
+        reward, terminated, truncated = self.state.step(np.asarray(actions))
+        info = self._info()
+        done = terminated | truncated
+        if self.metrics_in_info and done.any():
+            info["metrics"] = [self.state.metrics[i] if done[i] else None for i in range(self.num_envs)]
+        return self._observe(), reward, terminated, truncated, info
+
+    def metrics(self) -> list[dict | None]:
+        """Per slot, the metrics of its finished episode (None while it runs or without a reference path)."""
+        return self.state.finished_metrics()
+
+    def results(self) -> list[dict]:
+        """Submission-format entries ``{instr_id, trajectory}`` of the current batch."""
+        return [self.state.result(i) for i in range(self.num_envs)]
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _pick(self, options: dict) -> list[Episode]:
+        if "episodes" in options:
+            episodes = list(options["episodes"])
+        elif "instr_ids" in options:
+            missing = [i for i in options["instr_ids"] if i not in self._by_id]
+            if missing:
+                raise KeyError(f"unknown instr_id(s) {missing[:5]} in the {self.data.split} split")
+            episodes = [self._by_id[i] for i in options["instr_ids"]]
+        else:
+            if self._cursor + self.num_envs > len(self._order):
+                if self.shuffle:
+                    self._rng.shuffle(self._order)
+                self._cursor = 0
+            take = self._order[self._cursor : self._cursor + self.num_envs]
+            self._cursor += self.num_envs
+            episodes = [self.data.episodes[j] for j in take]
+            while len(episodes) < self.num_envs:  # a split smaller than the batch
+                episodes.append(self.data.episodes[int(self._rng.integers(len(self.data.episodes)))])
+        if len(episodes) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} episodes, got {len(episodes)}")
+        return episodes
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        s = self.state
+        if self.observation_mode == "indices":
+            return {
+                "instruction": s.instructions.copy(),
+                "viewpoint": s.row.copy(),
+                "heading_index": s.heading_ix.copy(),
+                "candidate_view": self.data.tables.cand_point[s.row],
+                "candidate_angles": np.stack(s.candidate_angles(), axis=-1),
+                "action_mask": s.action_mask(),
+            }
+        cand, mask = s.candidate_features()
+        return {"instruction": s.instructions.copy(), "view_features": s.view_features(),
+                "candidate_features": cand, "action_mask": mask}
+
+    def _info(self) -> dict:
+        s = self.state
+        return {
+            "teacher_action": s.teacher_actions(),
+            "distance": s.distance.copy(),
+            "active": s.active.copy(),
+            "instr_id": [ep.instr_id for ep in s.episodes],
+            "viewpoint": [s.tables.keys[r][1] for r in s.row],
+        }

@@ -1,0 +1,343 @@
+"""The batched navigation core shared by the Gymnasium env and the vector env.
+
+One implementation of the episode rules (EnvDrop's panoramic action space over MatterSim's discretized
+views) working on a batch of episodes at once in numpy. The single :class:`envs.vln_env.VLNEnv` is this core
+with a batch of one; :class:`envs.vector_env.VLNVectorEnv` exposes the batch.
+
+World tables (built once per data directory and split):
+- every included viewpoint of the split's scans gets a global row ``g``;
+- ``features[g]`` is its [36, D] view-feature block (zeros for the blind ablation);
+- ``cand_*[g, k]`` are its padded panoramic candidates (target row, view index, absolute heading and
+  elevation), in EnvDrop's order.
+
+Actions: 0 is STOP; ``k >= 1`` moves to candidate ``k - 1``. Taking a candidate tilts, turns right until the
+view index matches, then moves (as EnvDrop's ``make_equiv_action``), and every turn is recorded as a
+repeated viewpoint in the trajectory. The agent arrives looking along that view.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.candidates import VIEW_COUNT, angle_features, build_candidate_index
+from envs.datadir import DataError
+from envs.navgraph import NavGraph
+from envs.sim_geometry import ELEVATION_INCREMENT, HEADING_INCREMENT
+from eval.metrics import MetricOptions, score_episodes
+from tasks.r2r import Episode
+
+ANGLE_DIM = 128
+SUCCESS_DISTANCE = 3.0
+HEADING_STEP = HEADING_INCREMENT  # MatterSim's M_PI / 6
+ELEVATIONS = (-ELEVATION_INCREMENT, 0.0, ELEVATION_INCREMENT)
+
+
+@dataclass
+class WorldTables:
+    """Dense per-viewpoint arrays for one set of scans (see module docstring)."""
+
+    graphs: dict[str, NavGraph]
+    row_of: dict[tuple[str, str], int]  # (scan, viewpoint) -> global row
+    keys: list[tuple[str, str]]  # global row -> (scan, viewpoint)
+    scan_of_row: np.ndarray  # [G] int, index into scan_names
+    scan_names: list[str]
+    local_ix: np.ndarray  # [G] the viewpoint's ix in its scan's graph
+    features: np.ndarray  # [G, 36, D] float32 or float16
+    cand_target: np.ndarray  # [G, K] global row of the candidate (-1 on padding)
+    cand_point: np.ndarray  # [G, K] view index the candidate is seen from
+    cand_heading: np.ndarray  # [G, K] absolute heading (radians)
+    cand_elevation: np.ndarray  # [G, K] absolute elevation (radians)
+    cand_count: np.ndarray  # [G]
+    scan_base: np.ndarray  # [S] offset of each scan's block in dist_flat / hop_flat
+    scan_size: np.ndarray  # [S] viewpoints (all, excluded too) of each scan
+    dist_flat: np.ndarray  # every scan's [N, N] shortest distances, flattened one after another
+    hop_flat: np.ndarray  # the same layout: local ix of the next hop on a shortest path (-1 unreachable)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.features.shape[-1])
+
+    @property
+    def max_candidates(self) -> int:
+        return int(self.cand_target.shape[1])
+
+    def row(self, scan: str, viewpoint: str) -> int:
+        try:
+            return self.row_of[(scan, viewpoint)]
+        except KeyError:
+            raise DataError(f"scan {scan} has no included viewpoint {viewpoint!r}") from None
+
+    def _pair_index(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        scan = self.scan_of_row[rows]
+        return self.scan_base[scan] + self.local_ix[rows] * self.scan_size[scan] + self.local_ix[goals]
+
+    def distances_to(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Shortest-path distances from ``rows`` to ``goals`` (same scan), both [B] global rows."""
+        return self.dist_flat[self._pair_index(rows, goals)]
+
+    def next_hops(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Local ix of the next viewpoint on a shortest path from ``rows`` to ``goals`` ([B] global rows)."""
+        return self.hop_flat[self._pair_index(rows, goals)]
+
+
+def build_tables(graphs: dict[str, NavGraph], feature_source, feature_dim: int = 640,
+                 feature_dtype=np.float32) -> WorldTables:
+    """Number the included viewpoints of ``graphs``, gather their features and padded candidates.
+
+    ``feature_source`` is a :class:`features.store.FeatureStore` or ``None`` for zero features of
+    ``feature_dim`` channels (the blind ablation).
+    """
+    scan_names = sorted(graphs)
+    keys: list[tuple[str, str]] = []
+    scan_of_row, local_ix = [], []
+    for s, scan in enumerate(scan_names):
+        graph = graphs[scan]
+        for ix in np.flatnonzero(graph.included):
+            keys.append((scan, graph.ids[ix]))
+            scan_of_row.append(s)
+            local_ix.append(int(ix))
+    row_of = {key: g for g, key in enumerate(keys)}
+    if feature_source is None:
+        features = np.zeros((len(keys), VIEW_COUNT, feature_dim), dtype=feature_dtype)
+    else:
+        features = feature_source.table([f"{scan}_{vp}" for scan, vp in keys], dtype=feature_dtype)
+
+    index = build_candidate_index({scan: graphs[scan] for scan in scan_names})
+    per_row = [index.for_viewpoint(scan, vp) for scan, vp in keys]
+    k_max = max(1, max(len(c) for c in per_row))
+    n = len(keys)
+    cand_target = np.full((n, k_max), -1, dtype=np.int64)
+    cand_point = np.zeros((n, k_max), dtype=np.int64)
+    cand_heading = np.zeros((n, k_max), dtype=np.float32)
+    cand_elevation = np.zeros((n, k_max), dtype=np.float32)
+    cand_count = np.zeros(n, dtype=np.int64)
+    for g, ((scan, _), cands) in enumerate(zip(keys, per_row)):
+        cand_count[g] = len(cands)
+        for k, c in enumerate(cands):
+            cand_target[g, k] = row_of[(scan, c.viewpoint_id)]
+            cand_point[g, k] = c.point_id
+            cand_heading[g, k] = c.heading
+            cand_elevation[g, k] = c.elevation
+    sizes = np.asarray([len(graphs[scan]) for scan in scan_names], dtype=np.int64)
+    base = np.concatenate([[0], np.cumsum(sizes**2)[:-1]]).astype(np.int64)
+    dist_flat = np.concatenate([graphs[scan].distances.ravel() for scan in scan_names])
+    hop_flat = np.concatenate([graphs[scan].next_hop_table.ravel() for scan in scan_names]).astype(np.int64)
+    return WorldTables(graphs, row_of, keys, np.asarray(scan_of_row), scan_names, np.asarray(local_ix),
+                       features, cand_target, cand_point, cand_heading, cand_elevation, cand_count,
+                       base, sizes, dist_flat, hop_flat)
+
+
+def view_angle_table() -> np.ndarray:
+    """[12, 36, 128] angle features of the 36 views relative to each of the 12 agent headings."""
+    view = np.arange(VIEW_COUNT)
+    out = np.empty((12, VIEW_COUNT, ANGLE_DIM), dtype=np.float32)
+    for h in range(12):
+        rel = (view % 12 - h) * HEADING_STEP
+        elev = np.asarray(ELEVATIONS)[view // 12]
+        out[h] = angle_features(rel, elev, ANGLE_DIM)
+    return out
+
+
+class BatchState:
+    """The running state of B episodes; all per-episode arrays are [B].
+
+    Moves are logged as (view index, target row) pairs and trajectories (with their turns) are expanded
+    only when asked for, so stepping stays vectorised.
+    """
+
+    def __init__(self, tables: WorldTables, batch_size: int, max_steps: int | None,
+                 metric_options: MetricOptions = MetricOptions(), eager_metrics: bool = True) -> None:
+        self.tables = tables
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+        self.metric_options = metric_options
+        self.eager_metrics = eager_metrics  # score episodes as they end (else on request)
+        self.view_angles = view_angle_table()  # [12, 36, 128]
+        self.episodes: list[Episode | None] = [None] * batch_size
+        self.row = np.zeros(batch_size, dtype=np.int64)
+        self.goal = np.full(batch_size, -1, dtype=np.int64)  # -1: no goal known (test split)
+        self.heading_ix = np.zeros(batch_size, dtype=np.int64)  # 0..11, the agent looks along view h + 12 e
+        self.elevation_ix = np.ones(batch_size, dtype=np.int64)  # 0, 1, 2 for -30, 0, +30 degrees
+        self.steps = np.zeros(batch_size, dtype=np.int64)
+        self.active = np.zeros(batch_size, dtype=bool)
+        self.distance = np.zeros(batch_size, dtype=np.float64)
+        self.instructions = np.zeros((batch_size, 1), dtype=np.int64)
+        self.start_heading = np.zeros(batch_size, dtype=np.int64)
+        self.moves: list[list[tuple[int, int]]] = [[] for _ in range(batch_size)]
+        self.metrics: list[dict | None] = [None] * batch_size
+
+    # -- episode start ---------------------------------------------------------------------------
+    def start(self, episodes: list[Episode], instructions: np.ndarray) -> None:
+        """Place each episode at its start viewpoint, heading snapped to the 30-degree grid (MatterSim)."""
+        assert len(episodes) == self.batch_size, f"need {self.batch_size} episodes, got {len(episodes)}"
+        t = self.tables
+        self.episodes = list(episodes)
+        self.instructions = instructions
+        for i, ep in enumerate(episodes):
+            self.row[i] = t.row(ep.scan, ep.path[0])
+            self.goal[i] = t.row(ep.scan, ep.path[-1]) if len(ep.path) > 1 or ep.distance is not None else -1
+            self.heading_ix[i] = snap_heading(ep.heading)
+        self.start_heading[:] = self.heading_ix
+        self.moves = [[] for _ in range(self.batch_size)]
+        self.metrics = [None] * self.batch_size
+        self.elevation_ix[:] = 1
+        self.steps[:] = 0
+        self.active[:] = True
+        self.distance = self._goal_distance()
+
+    def _goal_distance(self) -> np.ndarray:
+        has_goal = self.goal >= 0
+        out = np.full(self.batch_size, np.nan)
+        out[has_goal] = self.tables.distances_to(self.row[has_goal], self.goal[has_goal])
+        return out
+
+    # -- observation pieces ----------------------------------------------------------------------
+    def view_features(self) -> np.ndarray:
+        """[B, 36, D + 128]: each view's image feature and its angle relative to the agent's heading."""
+        t = self.tables
+        d = t.feature_dim
+        out = np.empty((self.batch_size, VIEW_COUNT, d + ANGLE_DIM), dtype=np.float32)
+        for i, r in enumerate(self.row.tolist()):  # row by row: a third faster than one fancy-index gather
+            out[i, :, :d] = t.features[r]  # (36, D)
+        out[..., d:] = self.view_angles[self.heading_ix]  # (B, 36, 128)
+        return out
+
+    def candidate_angles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate, heading relative to the agent and absolute elevation: two [B, K] float32 arrays."""
+        t = self.tables
+        rel_heading = t.cand_heading[self.row] - (self.heading_ix * HEADING_STEP)[:, None].astype(np.float32)
+        return rel_heading, t.cand_elevation[self.row]
+
+    def action_mask(self) -> np.ndarray:
+        """[B, K + 1] bool: STOP (while active) and the real candidates."""
+        valid = self.tables.cand_target[self.row] >= 0  # (B, K)
+        return np.concatenate([self.active[:, None], valid & self.active[:, None]], axis=1)
+
+    def candidate_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate features [B, K, D + 128] (zeros on padding) and the action mask [B, K + 1]."""
+        t = self.tables
+        d = t.feature_dim
+        valid = t.cand_target[self.row] >= 0  # (B, K)
+        out = np.empty((self.batch_size, t.max_candidates, d + ANGLE_DIM), dtype=np.float32)
+        out[..., :d] = t.features[self.row[:, None], t.cand_point[self.row]]  # (B, K, D)
+        out[..., d:] = angle_features(*self.candidate_angles(), ANGLE_DIM)  # (B, K, 128)
+        out[~valid] = 0.0
+        return out, self.action_mask()
+
+    def teacher_actions(self) -> np.ndarray:
+        """Next step on the shortest path to the goal as an action (0 = STOP at the goal or when unknown)."""
+        t = self.tables
+        out = np.zeros(self.batch_size, dtype=np.int64)
+        todo = self.active & (self.goal >= 0) & (self.row != self.goal)
+        if not todo.any():
+            return out
+        rows = self.row[todo]
+        hop = t.next_hops(rows, self.goal[todo])  # (n,) local ix
+        targets = t.cand_target[rows]  # (n, K)
+        match = (t.local_ix[np.maximum(targets, 0)] == hop[:, None]) & (targets >= 0)
+        out[todo] = np.where(match.any(1), match.argmax(1) + 1, 0)
+        return out
+
+    # -- stepping --------------------------------------------------------------------------------
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Apply ``actions`` to the active episodes; returns reward, terminated, truncated (all [B])."""
+        actions = np.asarray(actions, dtype=np.int64).reshape(self.batch_size)
+        t = self.tables
+        was_active = self.active.copy()
+        counts = t.cand_count[self.row]
+        # A masked (invalid) action does not crash: it is taken as STOP, as Gymnasium's masking advice goes.
+        stop = was_active & ((actions <= 0) | (actions > counts))
+        move = was_active & ~stop
+        old_distance = self.distance
+        if move.any():
+            idx = np.flatnonzero(move)
+            k = actions[idx] - 1
+            target = t.cand_target[self.row[idx], k]
+            point = t.cand_point[self.row[idx], k]
+            for i, p, tgt in zip(idx.tolist(), point.tolist(), target.tolist()):
+                self.moves[i].append((p, tgt))
+            self.row[idx] = target
+            self.heading_ix[idx] = point % 12
+            self.elevation_ix[idx] = point // 12
+        self.steps[was_active] += 1
+        self.distance = self._goal_distance()
+        reward = np.zeros(self.batch_size, dtype=np.float32)
+        with np.errstate(invalid="ignore"):
+            # EnvDrop: +1 if the move brought the agent closer, -1 if farther; 0 when unchanged (EnvDrop crashes)
+            reward[move] = np.sign(np.nan_to_num(old_distance[move] - self.distance[move]))
+            success = self.distance < SUCCESS_DISTANCE
+        reward[stop] = np.where(success[stop], 2.0, -2.0)
+        reward[self.goal < 0] = 0.0
+        terminated = stop
+        truncated = np.zeros(self.batch_size, dtype=bool)
+        if self.max_steps is not None:
+            truncated = move & (self.steps >= self.max_steps)
+        self.active = was_active & ~terminated & ~truncated
+        ended = np.flatnonzero(terminated | truncated)
+        if self.eager_metrics and len(ended):
+            for i, m in zip(ended, self.episode_metrics_many(ended)):
+                self.metrics[i] = m
+        return reward, terminated, truncated
+
+    def finished_metrics(self) -> list[dict | None]:
+        """Per slot, the metrics of its finished episode (None while it runs or without a reference path)."""
+        missing = [i for i in range(self.batch_size) if not self.active[i] and self.metrics[i] is None]
+        for i, m in zip(missing, self.episode_metrics_many(missing)):
+            self.metrics[i] = m
+        return list(self.metrics)
+
+    # -- trajectories and metrics ----------------------------------------------------------------
+    def trajectory(self, i: int) -> list[list]:
+        """Episode ``i``'s R2R trajectory: ``[viewpoint, heading, elevation]`` per simulator action.
+
+        Taking a candidate tilts, turns right until the view matches, then moves (EnvDrop's
+        ``make_equiv_action``), so each turn is a repeated viewpoint.
+        """
+        keys = self.tables.keys
+        vp = self.episodes[i].path[0]
+        h, e = int(self.start_heading[i]), 1
+        traj = [[vp, h * HEADING_STEP, ELEVATIONS[e]]]
+        for point, target in self.moves[i]:
+            target_e, target_h = divmod(point, 12)
+            while e != target_e:
+                e += 1 if target_e > e else -1
+                traj.append([vp, h * HEADING_STEP, ELEVATIONS[e]])
+            while h != target_h:
+                h = (h + 1) % 12
+                traj.append([vp, h * HEADING_STEP, ELEVATIONS[e]])
+            vp = keys[target][1]
+            traj.append([vp, h * HEADING_STEP, ELEVATIONS[e]])
+        return traj
+
+    def visited(self, i: int) -> list[str]:
+        """Viewpoints of episode ``i``'s trajectory, turns included (as the scorer reads a results file)."""
+        return [entry[0] for entry in self.trajectory(i)]
+
+    def episode_metrics_many(self, slots) -> list[dict | None]:
+        """Metrics of the given episodes' trajectories so far (None without a reference path), in one batch."""
+        scored = [i for i in slots if self.episodes[i] is not None and self.goal[i] >= 0]
+        graphs = self.tables.graphs
+        values = score_episodes([self.visited(i) for i in scored], [self.episodes[i].path for i in scored],
+                                [graphs[self.episodes[i].scan] for i in scored], self.metric_options)
+        by_slot = dict(zip(scored, values))
+        return [by_slot.get(i) for i in slots]
+
+    def episode_metrics(self, i: int) -> dict | None:
+        return self.episode_metrics_many([i])[0]
+
+    def result(self, i: int) -> dict:
+        """Episode ``i`` in the submission format."""
+        return {"instr_id": self.episodes[i].instr_id, "trajectory": self.trajectory(i)}
+
+
+def snap_heading(heading: float) -> int:
+    """MatterSim's discretized mode: the nearest of the 12 headings (index 0..11), halves rounded up (lround)."""
+    ratio = math.fmod(heading, 2 * math.pi)
+    ratio = (ratio + 2 * math.pi if ratio < 0 else ratio) / HEADING_STEP
+    whole = math.floor(ratio)
+    return int(whole + (ratio - whole >= 0.5)) % 12
+
+

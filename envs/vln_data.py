@@ -1,0 +1,178 @@
+"""Everything an env needs from a data directory, loaded once per process and shared.
+
+``load_task_data(data_dir, split, task, features)`` resolves the data directory (the built-in world when none
+is given), loads the split's episodes, the graphs of their scans, the vocabulary (built from the training
+split by EnvDrop's rule, as the agent's own), the view features and the candidate tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from envs.datadir import DataDir, DataError, data_error
+from envs.navgraph import load_graphs
+from envs.vln_core import WorldTables, build_tables
+from tasks.r2r import Episode
+
+TASKS = ("r2r", "rxr")
+DEFAULT_MAX_INSTR_LEN = {"r2r": 80, "rxr": 160}
+
+
+@dataclass
+class TaskData:
+    """A split's episodes with the world tables and vocabulary they are played in."""
+
+    data_dir: Path
+    task: str
+    split: str
+    episodes: list[Episode]
+    tables: WorldTables
+    vocabs: dict[str, object]  # language group -> tasks Vocab
+    max_instr_len: int
+    features_path: Path | None
+    _encoded: dict = field(default_factory=dict, repr=False)  # instr_id -> ids of the split's own episodes
+
+    def encode(self, episode: Episode) -> np.ndarray:
+        """Token ids of an episode's instruction, [max_instr_len] int64 (its own encoding if it has one)."""
+        if episode.instr_encoding is None:
+            cached = self._encoded.get(episode.instr_id)
+            if cached is None or cached[0] != episode.instruction:
+                cached = (episode.instruction,
+                          self.vocab_for(episode).encode(episode.instruction, max_len=self.max_instr_len))
+                self._encoded[episode.instr_id] = cached
+            return cached[1]
+        out = np.zeros(self.max_instr_len, dtype=np.int64)
+        encoded = np.asarray(episode.instr_encoding, dtype=np.int64)[: self.max_instr_len]
+        out[: len(encoded)] = encoded
+        return out
+
+    def encode_all(self) -> None:
+        """Tokenise every episode of the split once, up front, so resets only look encodings up."""
+        for episode in self.episodes:
+            self.encode(episode)
+
+    @property
+    def vocab(self):
+        """The vocabulary (an RxR env over several language groups must be given one group to have one)."""
+        if len(self.vocabs) != 1:
+            raise DataError(f"this {self.task} env mixes languages {sorted(self.vocabs)}, each with its own "
+                            "vocabulary; pass languages=[one of them] (CLIP-ViL trains one model per language)")
+        return next(iter(self.vocabs.values()))
+
+    @property
+    def vocab_size(self) -> int:
+        return max(len(v) for v in self.vocabs.values())
+
+    def vocab_for(self, episode: Episode):
+        if self.task == "r2r":
+            return self.vocabs["en"]
+        from tasks.rxr import language_group
+
+        group = language_group(episode.language)
+        if group not in self.vocabs:
+            raise DataError(f"no {group} vocabulary: the training split has no {group} instructions")
+        return self.vocabs[group]
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """The given data directory, or the built-in world (built once into the cache and announced)."""
+    if data_dir is not None:
+        path = Path(data_dir)
+        if not path.is_dir():
+            raise data_error(path, "data directory not found", "Pass --data-dir a folder holding connectivity/ and R2R/")
+        return path
+    from envs.world import default_world_dir
+
+    return default_world_dir()
+
+
+def resolve_features(data: DataDir, features: str | None) -> Path | None:
+    """``"none"`` -> None (zero features); a name or path -> the file; None -> the directory's only file."""
+    if features == "none":
+        return None
+    if features is None:
+        folder = data.root / "features"
+        found = sorted(p for p in folder.glob("*") if p.suffix in (".h5", ".hdf5", ".tsv")) if folder.is_dir() else []
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise data_error(folder, "no feature file found",
+                             "Put {name}.h5 there, pass --features PATH, or --features none for zero features")
+        raise data_error(folder, f"several feature files ({', '.join(p.name for p in found)})",
+                         "Choose one with --features NAME")
+    return data.require(data.features(features), f"feature file {features!r}")
+
+
+def load_episodes(data: DataDir, task: str, split: str, languages: tuple[str, ...] | None) -> list[Episode]:
+    """The split's episodes (R2R json or RxR guide file)."""
+    if task == "r2r":
+        from tasks.r2r import load_r2r
+
+        return load_r2r(data.require(data.r2r_split(split), f"R2R {split} split"), split)
+    if task == "rxr":
+        from tasks.rxr import load_rxr
+
+        return load_rxr(data.require(data.rxr_split(split), f"RxR {split} guide file"), split,
+                        languages=list(languages) if languages else None)
+    raise DataError(f"unknown task {task!r}; choose one of {TASKS}")
+
+
+def load_vocabs(data: DataDir, task: str, languages: tuple[str, ...] | None) -> dict[str, object]:
+    """Vocabularies built from the training split: EnvDrop's rule for R2R (key ``"en"``); for RxR one per
+    language group present (``en``, ``hi``, ``te``), as CLIP-ViL trains one model per language."""
+    train = load_episodes(data, task, "train", languages)
+    if task == "r2r":
+        from tasks.tokenize import Vocab
+
+        return {"en": Vocab.build((ep.instruction for ep in train), min_count=5, legacy_order=True)}
+    from tasks.rxr import build_rxr_vocab, language_group
+
+    groups = sorted({language_group(ep.language) for ep in train})
+    return {group: build_rxr_vocab(train, group) for group in groups}
+
+
+@lru_cache(maxsize=8)
+def _load_cached(root: str, task: str, split: str, features, languages: tuple[str, ...] | None,
+                 feature_dtype: str) -> TaskData:
+    data = DataDir(Path(root))
+    episodes = load_episodes(data, task, split, languages)
+    if not episodes:
+        raise data_error(data.root, f"the {task} {split} split has no episodes"
+                         + (f" in languages {languages}" if languages else ""))
+    conn = data.require(data.connectivity, "connectivity folder")
+    graphs = load_graphs(conn, sorted({ep.scan for ep in episodes}))
+    if features is not None and not isinstance(features, str):  # an in-memory source with .table()
+        tables = build_tables(graphs, features, feature_dtype=np.dtype(feature_dtype))
+        vocabs = load_vocabs(data, task, languages)
+        out = TaskData(data.root, task, split, episodes, tables, vocabs, DEFAULT_MAX_INSTR_LEN[task], None)
+        out.encode_all()
+        return out
+    features_path = resolve_features(data, features)
+    if features_path is None:
+        tables = build_tables(graphs, None, feature_dtype=np.dtype(feature_dtype))
+    else:
+        from features.store import open_features
+
+        with open_features(features_path) as store:
+            tables = build_tables(graphs, store, feature_dtype=np.dtype(feature_dtype))
+    vocabs = load_vocabs(data, task, languages)
+    out = TaskData(data.root, task, split, episodes, tables, vocabs, DEFAULT_MAX_INSTR_LEN[task], features_path)
+    out.encode_all()
+    return out
+
+
+def load_task_data(data_dir: str | Path | None = None, split: str = "train", task: str = "r2r",
+                   features: str | None = None, languages: list[str] | tuple[str, ...] | None = None,
+                   feature_dtype: str = "float32") -> TaskData:
+    """Load (once per process for the same arguments) what an env needs; see the module docstring."""
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; choose one of {TASKS}")
+    root = resolve_data_dir(data_dir)
+    if features is None and data_dir is None:
+        features = "world"
+    langs = tuple(languages) if languages else None
+    return _load_cached(str(root.resolve()), task, split, features, langs, feature_dtype)

@@ -1,0 +1,162 @@
+"""The Gymnasium env and the batched vector env: API conformance, shared semantics, teacher, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs  # noqa: F401  (registers the env ids)
+from envs.datadir import DataError
+from envs.vector_env import VLNVectorEnv
+
+
+def _check_quietly(env) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # check_env must pass with no warnings
+        check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id,split", [("VLN-R2R-v0", "val_seen"), ("VLN-RxR-v0", "val_unseen")])
+def test_check_env_passes_without_warnings(tiny_world, env_id, split):
+    env = gym.make(env_id, data_dir=tiny_world, split=split)
+    _check_quietly(env)
+    obs, info = env.reset(seed=0)
+    assert obs["view_features"].shape[0] == 36
+    assert "teacher_action" in info
+    text = env.unwrapped._text()
+    assert "instruction:" in text
+
+
+def test_time_limit_truncates_at_35_and_reports_metrics(tiny_world):
+    env = gym.make("VLN-R2R-v0", data_dir=tiny_world, split="val_seen")
+    obs, info = env.reset(seed=1)
+    for t in range(100):
+        mask = obs["action_mask"]
+        # oscillate between the first candidate and back: never STOP
+        action = 1 if mask[1] else 0
+        obs, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    assert truncated and not terminated and t == 34
+    assert set(info["metrics"]) >= {"nav_error", "success", "spl", "ndtw"}
+    assert info["result"]["trajectory"][0][0] == env.unwrapped.state.episodes[0].path[0]
+
+
+def test_masked_action_does_not_crash(tiny_world):
+    env = gym.make("VLN-R2R-v0", data_dir=tiny_world, split="val_seen")
+    obs, _ = env.reset(seed=2)
+    invalid = int(np.flatnonzero(obs["action_mask"] == 0)[0]) if (obs["action_mask"] == 0).any() else 10_000
+    _, reward, terminated, _, info = env.step(invalid)
+    assert terminated and reward in (-2.0, 2.0) and "metrics" in info
+
+
+def _teacher_rollout(env: VLNVectorEnv, options=None):
+    obs, info = env.reset(options=options)
+    for _ in range(env.max_steps):
+        obs, reward, term, trunc, info = env.step(info["teacher_action"])
+        if not info["active"].any():
+            break
+    return info
+
+
+def test_teacher_reaches_every_goal_and_random_does_not(tiny_world):
+    env = VLNVectorEnv(tiny_world, "val_unseen", num_envs=16, seed=0)
+    sr_teacher, sr_random = [], []
+    rng = np.random.default_rng(0)
+    for options in env.iter_batches():
+        _teacher_rollout(env, options)
+        n = options["count"]
+        sr_teacher += [m["success"] for m in env.metrics()[:n]]
+        assert all(m["nav_error"] == 0 for m in env.metrics()[:n])
+        obs, info = env.reset(options=options)
+        for _ in range(env.max_steps):
+            mask = obs["action_mask"]
+            logits = rng.random(mask.shape) + 10 * mask[:, 1:].any(1, keepdims=True) * np.pad(mask[:, 1:], ((0, 0), (1, 0)))
+            obs, _, _, _, info = env.step(logits.argmax(1))
+            if not info["active"].any():
+                break
+        metrics = [env.state.episode_metrics(i) for i in range(n)]
+        sr_random += [m["success"] for m in metrics]
+    assert np.mean(sr_teacher) == 1.0
+    assert np.mean(sr_random) < 0.5
+
+
+def test_vector_env_matches_single_env_step_by_step(tiny_world):
+    vec = VLNVectorEnv(tiny_world, "val_seen", num_envs=4, seed=0)
+    singles = [gym.make("VLN-R2R-v0", data_dir=tiny_world, split="val_seen").unwrapped for _ in range(4)]
+    ids = [ep.instr_id for ep in vec.episodes[:4]]
+    obs_v, info_v = vec.reset(options={"instr_ids": ids})
+    obs_s = [env.reset(options={"instr_id": i})[0] for env, i in zip(singles, ids)]
+    done = [False] * 4
+    rng = np.random.default_rng(5)
+    for t in range(12):
+        for i, obs in enumerate(obs_s):
+            if done[i]:
+                continue
+            for key in ("instruction", "view_features", "candidate_features"):
+                np.testing.assert_array_equal(obs[key], obs_v[key][i], err_msg=f"{key} step {t} env {i}")
+            np.testing.assert_array_equal(obs["action_mask"].astype(bool), obs_v["action_mask"][i])
+        valid = obs_v["action_mask"]
+        # mostly moves, sometimes STOP
+        actions = np.array([0 if rng.random() < 0.1 or not valid[i, 1:].any()
+                            else rng.choice(np.flatnonzero(valid[i, 1:])) + 1 for i in range(4)])
+        obs_v, rew_v, term_v, trunc_v, info_v = vec.step(actions)
+        for i, env in enumerate(singles):
+            if done[i]:
+                continue
+            obs_s[i], r, term, trunc, info = env.step(int(actions[i]))
+            assert r == rew_v[i] and term == term_v[i]
+            assert info["viewpoint"] == info_v["viewpoint"][i]
+            assert info["teacher_action"] == info_v["teacher_action"][i]
+            if term:
+                assert info["metrics"] == info_v["metrics"][i]
+                done[i] = True
+    for i, env in enumerate(singles):
+        assert env.state.result(0) == vec.results()[i]
+
+
+def test_random_fuzz_100k_agent_steps(tiny_world):
+    env = VLNVectorEnv(tiny_world, "train", num_envs=64, seed=3)
+    rng = np.random.default_rng(3)
+    steps = 0
+    while steps < 100_000:
+        obs, info = env.reset()
+        for _ in range(env.max_steps):
+            # any integer, valid or not: invalid ones act as STOP, finished slots ignore theirs
+            actions = rng.integers(-1, env.max_candidates + 3, size=64)
+            obs, reward, term, trunc, info = env.step(actions)
+            steps += int(info["active"].sum()) + int((term | trunc).sum())
+            assert np.isfinite(obs["view_features"]).all()
+            if not info["active"].any():
+                break
+
+
+def test_blind_features_are_zero(tiny_world):
+    env = VLNVectorEnv(tiny_world, "val_seen", features="none", num_envs=2)
+    obs, _ = env.reset()
+    d = env.feature_dim
+    assert not obs["view_features"][..., :d].any()
+    assert obs["view_features"][..., d:].any()  # angle features stay
+
+
+def test_missing_pieces_are_named(tmp_path, tiny_world):
+    with pytest.raises(DataError, match="data directory not found"):
+        VLNVectorEnv(tmp_path / "nope", "train")
+    (tmp_path / "connectivity").mkdir()
+    with pytest.raises(DataError, match=r"R2R_train.json: R2R train split not found"):
+        VLNVectorEnv(tmp_path, "train")
+    with pytest.raises(DataError, match="feature file 'missing' not found"):
+        VLNVectorEnv(tiny_world, "val_seen", features="missing")
+
+
+@pytest.mark.realdata
+def test_real_data_directory_with_zero_features(shared_data):
+    env = VLNVectorEnv(shared_data, "val_unseen", features="none", num_envs=64, seed=0)
+    assert len(env.episodes) == 2349
+    _teacher_rollout(env)
+    sr = np.mean([m["success"] for m in env.metrics()])
+    assert sr == 1.0
