@@ -100,12 +100,31 @@ class VLNEnv(gym.Env):
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
         if self.render_mode == "rgb_array":
-            from envs.render import render_agent_view
-
-            s = self.state
-            scan, vp = s.tables.keys[s.row[0]]
-            return render_agent_view(self.data.data_dir, scan, vp, s.heading_ix[0], s.elevation_ix[0])
+            image = self._camera_view()
+            if image is not None:
+                return image
+            if not getattr(self, "_warned_no_images", False):
+                gym.logger.warn(f"no skybox images under {self.data.data_dir / 'skyboxes'}: render() gives text")
+                self._warned_no_images = True
         return self._text()
+
+    def _camera_view(self, width: int = 640, height: int = 480) -> np.ndarray | None:
+        """What the agent's camera sees (R2R camera), rendered from the skybox; None without images."""
+        from envs.render import has_skybox, load_skybox, render_views
+        from envs.vln_core import ELEVATIONS, HEADING_STEP
+
+        s = self.state
+        scan, vp = s.tables.keys[s.row[0]]
+        skyboxes = self.data.data_dir / "skyboxes"
+        if not has_skybox(skyboxes, scan, vp):
+            return None
+        graph = s.tables.graphs[scan]
+        faces = load_skybox(skyboxes, scan, vp)[None]  # (1, 6, 3, S, S)
+        heading = np.array([[s.heading_ix[0] * HEADING_STEP]])
+        elevation = np.array([[ELEVATIONS[s.elevation_ix[0]]]])
+        rotation = graph.poses[graph.ix(vp)][None, :3, :3]
+        view = render_views(faces, heading, elevation, rotation, width=width, height=height)  # (1, 1, 3, H, W)
+        return view[0, 0].permute(1, 2, 0).numpy()  # (H, W, 3) uint8
 
     def _text(self) -> str:
         s = self.state

@@ -160,3 +160,14 @@ def test_real_data_directory_with_zero_features(shared_data):
     _teacher_rollout(env)
     sr = np.mean([m["success"] for m in env.metrics()])
     assert sr == 1.0
+
+
+def test_render_rgb_from_skyboxes_and_text_without(tiny_world):
+    env = gym.make("VLN-R2R-v0", data_dir=tiny_world, split="val_seen", render_mode="rgb_array")
+    env.reset(seed=0)
+    image = env.render()
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+    assert image.std() > 5  # a rendered room, not a blank frame
+    text_env = gym.make("VLN-R2R-v0", data_dir=tiny_world, split="val_seen", render_mode="ansi")
+    text_env.reset(seed=0)
+    assert "distance to goal" in text_env.render()
