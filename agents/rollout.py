@@ -65,19 +65,24 @@ def _special_ids(vocab: Any) -> tuple[int, int, int]:
     return w2i["<BOS>"], w2i["<EOS>"], w2i["<UNK>"]
 
 
-def _action_angle(obs: dict, angle_dim: int, device: torch.device, cands: torch.Tensor | None = None,
-                  actions: torch.Tensor | None = None, previous: torch.Tensor | None = None) -> torch.Tensor:
-    """The decoder's action input (B, 128).
+def _rows(array: Any, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows ``idx`` of an observation array as a tensor (fancy indexing copies, so env buffers may be reused)."""
+    return torch.from_numpy(np.asarray(array)[idx]).to(device)
 
-    EnvDrop feeds the angle feature of the agent's current heading and elevation (which is where the last
-    action left it); with an env whose observations lack ``heading``/``elevation``, the taken candidate's angle
-    feature stands in (relative to the heading before the move), and zeros-angle at the start.
+
+def _action_angle(obs: dict, angle_dim: int, device: torch.device, idx: np.ndarray,
+                  cands: torch.Tensor | None = None, actions: torch.Tensor | None = None,
+                  previous: torch.Tensor | None = None) -> torch.Tensor:
+    """The decoder's action input for env slots ``idx``: (len(idx), 128).
+
+    EnvDrop feeds the angle feature of the agent's current heading and elevation (where the last action left
+    it). When the observations lack ``heading``/``elevation``, the taken candidate's angle feature stands in
+    (relative to the heading before the move), starting from the zero angle.
     """
     if "heading" in obs and "elevation" in obs:
-        return angle_feature(_tensor(obs["heading"], device), _tensor(obs["elevation"], device), angle_dim)
+        return angle_feature(_rows(obs["heading"], idx, device), _rows(obs["elevation"], idx, device), angle_dim)
     if cands is None:
-        B = obs["action_mask"].shape[0]
-        zero = torch.zeros(B, device=device)
+        zero = torch.zeros(len(idx), device=device)
         return angle_feature(zero, zero, angle_dim)
     taken = cands[torch.arange(cands.shape[0], device=device), (actions - 1).clamp(min=0), -angle_dim:]
     return torch.where((actions > 0).unsqueeze(1), taken, previous)
@@ -125,6 +130,9 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
     "argmax" (greedy, for evaluation). ``il_weight`` adds the imitation loss; ``instructions`` (B, L) replaces
     the env's (speaker-written ones); ``env_mask`` (1 or B, D) applies environmental dropout to every view and
     candidate feature instead of the per-step feature dropout.
+
+    Finished slots are dropped from the batch the model computes on (their actions are ignored by the env
+    and their losses are masked in EnvDrop anyway), so a step costs in proportion to the episodes still going.
     """
     assert feedback in ("teacher", "sample", "argmax"), f"unknown feedback {feedback!r}"
     assert not train_rl or feedback == "sample", "A2C needs sampled actions (feedback='sample')"
@@ -132,30 +140,30 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
     instr = instructions if instructions is not None else _tensor(obs["instruction"], device)
     ctx, ctx_mask, h_tilde, c = follower.encoder(instr)
     B = instr.shape[0]
-    active = torch.ones(B, dtype=torch.bool, device=device)
-    cut_off = torch.zeros(B, dtype=torch.bool, device=device)
-    prev_angle = _action_angle(obs, A, device)
+    mask_rows = env_mask
+    alive = np.arange(B)  # env slots still running; every per-slot tensor below holds these rows only
+    alive_t = torch.arange(B, device=device)
+    prev_angle = _action_angle(obs, A, device, alive)
     il_sum = torch.zeros((), device=device)
-    hs, log_probs, entropies, rewards, masks = [], [], [], [], []
+    bootstrap = torch.zeros(B, device=device)
+    hs, log_probs, entropies, rewards, rows = [], [], [], [], []
     steps = 0
 
-    def features(o: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        views, cands = _tensor(o["view_features"], device), _tensor(o["candidate_features"], device)
-        if env_mask is not None:
-            views, cands = apply_image_mask(views, env_mask, D), apply_image_mask(cands, env_mask, D)
+    def features(o: dict, idx: np.ndarray, idx_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        views, cands = _rows(o["view_features"], idx, device), _rows(o["candidate_features"], idx, device)
+        if mask_rows is not None:
+            m = mask_rows if mask_rows.shape[0] == 1 else mask_rows[idx_t]
+            views, cands = apply_image_mask(views, m, D), apply_image_mask(cands, m, D)
         return views, cands
 
-    while bool(active.any()):
-        views, cands = features(obs)
+    while len(alive):
+        views, cands = features(obs, alive, alive_t)
         h, c, h_tilde, cand_logits = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
                                                       drop_features=env_mask is None)
-        action_mask = _tensor(obs["action_mask"], device)
-        action_mask[:, 0] |= ~active  # a finished slot keeps a finite row (its action is ignored anyway)
-        logits = follower.action_logits(cand_logits, action_mask)  # (B, K+1)
-        teacher = torch.where(active, _tensor(info["teacher_action"], device).long(), 0)
+        logits = follower.action_logits(cand_logits, _rows(obs["action_mask"], alive, device))  # (A, K+1)
+        teacher = _rows(info["teacher_action"], alive, device).long()
         if il_weight is not None:
-            ce = F.cross_entropy(logits, teacher, reduction="none")
-            il_sum = il_sum + torch.where(active, ce, torch.zeros_like(ce)).sum()
+            il_sum = il_sum + F.cross_entropy(logits, teacher, reduction="sum")
         if feedback == "teacher":
             actions = teacher
         elif feedback == "argmax":
@@ -165,18 +173,30 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
             probs = log_p.exp()
             actions = torch.multinomial(probs.detach(), 1).squeeze(1)
             log_probs.append(log_p.gather(1, actions.unsqueeze(1)).squeeze(1))
-            entropies.append(-(probs * log_p.masked_fill(~action_mask, 0.0)).sum(1))
-        actions = torch.where(active, actions, 0)
-        obs, reward, terminated, truncated, info = env.step(actions.cpu().numpy())
+            entropies.append(-(probs * log_p.masked_fill(torch.isinf(log_p), 0.0)).sum(1))
+        full = np.zeros(B, dtype=np.int64)
+        full[alive] = actions.cpu().numpy()
+        obs, reward, terminated, truncated, info = env.step(full)
         steps += 1
         if train_rl:
             hs.append(h)
-            rewards.append(_tensor(reward, device).float() * active)
-            masks.append(active.float())
-        prev_angle = _action_angle(obs, A, device, cands, actions, prev_angle)
-        trunc = _tensor(truncated, device).bool() & ~_tensor(terminated, device).bool()
-        cut_off |= active & trunc
-        active = active & ~(_tensor(terminated, device).bool() | _tensor(truncated, device).bool())
+            rewards.append(torch.as_tensor(np.asarray(reward)[alive], dtype=torch.float32, device=device))
+            rows.append(alive_t)
+        done = (np.asarray(terminated) | np.asarray(truncated))[alive]
+        cut = (np.asarray(truncated) & ~np.asarray(terminated))[alive]
+        new_angle = _action_angle(obs, A, device, alive, cands, actions, prev_angle)
+        if train_rl and cut.any():  # the step limit cut these episodes: bootstrap R with V(final state)
+            k = torch.from_numpy(np.flatnonzero(cut)).to(device)
+            v_views, v_cands = features(obs, alive[cut], alive_t[k])
+            h_last, *_ = follower.decoder(new_angle[k], v_views, v_cands, h_tilde[k], c[k], ctx[k],
+                                          ctx_mask[k], drop_features=env_mask is None)
+            bootstrap = bootstrap.index_put((alive_t[k],), follower.critic(h_last).detach())
+        keep = np.flatnonzero(~done)
+        if len(keep) < len(alive):
+            k = torch.from_numpy(keep).to(device)
+            alive, alive_t = alive[keep], alive_t[k]
+            h_tilde, c, ctx, ctx_mask, new_angle = h_tilde[k], c[k], ctx[k], ctx_mask[k], new_angle[k]
+        prev_angle = new_angle
 
     loss = None
     stats: dict[str, float] = {"steps": float(steps)}
@@ -184,20 +204,20 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         loss = il_sum * il_weight / B
         stats["il_loss"] = il_sum.item() / B
     if train_rl and rewards:
-        bootstrap = torch.zeros(B, device=device)
-        if bool(cut_off.any()):  # value of the state where the step limit cut the episode
-            views, cands = features(obs)
-            h_last, *_ = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
-                                          drop_features=env_mask is None)
-            bootstrap = torch.where(cut_off, follower.critic(h_last).detach(), bootstrap)
-        R = discounted_returns(torch.stack(rewards), bootstrap, cfg.gamma)  # (T, B)
-        values = follower.critic(torch.stack(hs))  # (T, B)
-        M = torch.stack(masks)
-        rl, rl_stats = a2c_loss(torch.stack(log_probs), torch.stack(entropies), values, R, M,
+        T = len(rewards)
+
+        def spread(values: list[torch.Tensor]) -> torch.Tensor:  # compact per-step rows -> (T, B), 0 elsewhere
+            out = torch.zeros(T, B, device=device)
+            return torch.stack([out[t].index_put((rows[t],), v) for t, v in enumerate(values)])
+
+        R = discounted_returns(spread(rewards), bootstrap, cfg.gamma)  # (T, B)
+        values = spread(list(follower.critic(torch.cat(hs)).split([len(r) for r in rows])))
+        M = spread([torch.ones(len(r), device=device) for r in rows])
+        rl, rl_stats = a2c_loss(spread(log_probs), spread(entropies), values, R, M,
                                 cfg.entropy_weight, cfg.critic_weight)
         loss = rl if loss is None else loss + rl
         stats.update(rl_loss=rl.item(), critic_loss=rl_stats["critic"], entropy=rl_stats["entropy"],
-                     active_steps=M.sum().item(), reward=torch.stack(rewards).sum().item() / B)
+                     active_steps=M.sum().item(), reward=torch.cat(rewards).sum().item() / B)
     return RolloutResult(loss, stats)
 
 

@@ -60,8 +60,9 @@ class FakeVLNEnv:
     NAMES = ["south west", "south", "south east", "west", "centre", "east", "north west", "north", "north east"]
 
     def __init__(self, num_envs: int = 8, feature_dim: int = 16, max_steps: int = 6, seed: int = 0,
-                 max_instr_len: int = 10) -> None:
+                 max_instr_len: int = 10, heading_obs: bool = False) -> None:
         rng = np.random.default_rng(seed)
+        self.heading_obs = heading_obs  # also observe the agent's heading/elevation (EnvDrop's action input)
         self.num_envs, self.feature_dim, self.max_steps, self.L = num_envs, feature_dim, max_steps, max_instr_len
         self.pos = np.array([[n % 3, n // 3] for n in range(9)], dtype=np.float64) * 4.0
         self.nbrs = [[m for m in range(9) if abs(self.pos[m] - self.pos[n]).sum() == 4.0] for n in range(9)]
@@ -116,8 +117,12 @@ class FakeVLNEnv:
                 cands[b, k, :D] = self.images[m, 12]
                 cands[b, k, D:] = _angles(np.array(math.atan2(d[0], d[1])), np.array(0.0))
                 mask[b, k + 1] = self.active[b]
-        return {"instruction": self.instr.copy(), "view_features": views.astype(np.float32),
-                "candidate_features": cands, "action_mask": mask}
+        obs = {"instruction": self.instr.copy(), "view_features": views.astype(np.float32),
+               "candidate_features": cands, "action_mask": mask}
+        if self.heading_obs:
+            obs["heading"] = (self.node * 0.5).astype(np.float32)
+            obs["elevation"] = np.zeros(B, dtype=np.float32)
+        return obs
 
     def _teacher(self) -> np.ndarray:
         out = np.zeros(self.num_envs, dtype=np.int64)
@@ -278,3 +283,34 @@ def test_speaker_and_backtranslation_iterations_run():
                                       IterationConfig(max_decode=8))
     assert {"real/teacher/il_loss", "aug/teacher/il_loss", "aug/sample/rl_loss"} <= set(stats)
     assert any(not torch.equal(a, b) for a, b in zip(before, follower.parameters()))
+
+
+@pytest.mark.parametrize("per_env", [False, True])
+def test_env_dropped_rollout_with_heading_observations(per_env):
+    torch.manual_seed(0)
+    env = FakeVLNEnv(heading_obs=True, max_steps=3)
+    follower = small_follower(env)
+    mask = draw_env_mask(env.feature_dim, 0.4, env.num_envs, per_env=per_env)
+    obs, info = env.reset()
+    result = follower_rollout(follower, env, obs, info, "sample", train_rl=True, il_weight=0.6, env_mask=mask)
+    result.loss.backward()
+    assert math.isfinite(result.loss.item()) and result.stats["active_steps"] > env.num_envs
+
+
+def test_augmented_paths_on_real_graph(shared_data):
+    from envs.navgraph import load_graph
+    from tasks.augment import augment_records, hop_counts, records_to_episodes
+
+    scan = "17DRP5sb8fy"
+    graph = load_graph(shared_data / "connectivity", scan)
+    hops = hop_counts(graph)
+    i, j = graph.index[graph.included_ids[0]], graph.index[graph.included_ids[-1]]
+    assert hops[i, j] == len(graph.shortest_path(graph.ids[i], graph.ids[j])) - 1
+    records = augment_records(shared_data, [scan], max_paths_per_scan=50, seed=3)
+    assert len(records) == 50
+    for r in records:
+        assert 4 <= len(r["path"]) - 1 <= 6 and r["distance"] > 5.0
+        assert r["distance"] == pytest.approx(graph.path_length(r["path"]), abs=1e-5)
+    assert records == augment_records(shared_data, [scan], max_paths_per_scan=50, seed=3)  # seeded
+    episodes = records_to_episodes(records)
+    assert episodes[0].instr_id == f"{records[0]['path_id']}_0" and episodes[0].goal == records[0]["path"][-1]

@@ -48,6 +48,7 @@ def test_encoder_ignores_steps_past_the_path_end():
     assert torch.allclose(ctx[3, :1], ctx2[3, :1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_speaker_overfits_a_handful_of_instructions():
     s = make(hidden_dim=64, word_dim=32, dropout=0.0, feature_dropout=0.0)
     act, img, lengths = paths()
