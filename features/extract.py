@@ -1,0 +1,281 @@
+"""Extract CLIP features of the 36 discretized views of every viewpoint into an HDF5 feature file.
+
+Views come from the data directory's skyboxes (rendered by :mod:`envs.render`, MatterSim's geometry) or from
+a folder of pre-rendered view images (``--views-dir``: ``{scan}/{viewpoint}_rgb/{0..35}.jpg`` as EnvDrop's
+``semantic_views``, or ``{scan}/{viewpoint}/{0..35}.jpg|png``). Each viewpoint's ``[36, D]`` CLIP embeddings
+(unnormalised ``encode_image``, view order ``heading_index + 12 * elevation_index``) go through
+:class:`features.store.HDF5FeatureWriter`, whose journal makes a killed run resume where it stopped.
+
+Splitting: under ``torchrun`` (or with ``--rank/--world-size``) rank r takes every world-size-th key into
+``OUT.rank{r}-of-{w}.h5``; rank 0 waits for every part, merges them into ``OUT`` and removes them.
+
+Example::
+
+    python -m features.extract --encoder RN50x4 --weights RN50x4.pt --data-dir DATA --out DATA/features/clip-rn50x4.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from envs.datadir import DataDir, DataError, data_error
+from envs.navgraph import load_graph, read_scans_txt
+from envs.render import HEIGHT, VFOV, WIDTH, has_skybox, load_skybox, render_panorama
+from features.encoders import ENCODERS, load_encoder
+from features.store import VIEWS, HDF5FeatureWriter, feature_key, open_features, write_tsv
+
+EXTRACT_VERSION = 1  # bump when what a feature means changes
+
+
+@dataclass
+class ExtractConfig:
+    encoder: str = "RN50x4"
+    """CLIP variant: RN50, RN101, RN50x4, ViT-B-32 or ViT-B-16"""
+    data_dir: Path = Path("data")
+    """data directory with connectivity/ (and skyboxes/ unless --views-dir is given)"""
+    out: Path = Path("features.h5")
+    """the HDF5 file to write (resumed if a previous run was interrupted)"""
+    weights: str | None = None
+    """open_clip tag (e.g. openai, needs a network) or local weights file; none = random init (testing only)"""
+    views_dir: Path | None = None
+    """read pre-rendered views {scan}/{vp}_rgb/{i}.jpg from here instead of rendering skyboxes"""
+    scans: list[str] | None = None
+    """only these scans (default: every scan in connectivity/scans.txt)"""
+    batch_size: int = 36
+    """images per forward pass"""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """torch device (under torchrun, cuda uses cuda:LOCAL_RANK)"""
+    precision: str = "fp32"
+    """model precision: fp32, fp16 (CLIP-ViL's, GPU) or bf16"""
+    crop: str = "center"
+    """center: CLIP's resize + centre crop (CLIP-ViL); none: whole 4:3 view squeezed to the model's square"""
+    channel_order: str = "rgb"
+    """rgb (correct) or bgr_as_rgb (reproduces CLIP-ViL's released features, which fed BGR as RGB)"""
+    dtype: str = "float32"
+    """storage dtype: float32 or float16"""
+    tsv: Path | None = None
+    """also write the legacy TSV here"""
+    rank: int = int(os.environ.get("RANK", 0))
+    """this process's share (default: $RANK from torchrun, else 0)"""
+    world_size: int = int(os.environ.get("WORLD_SIZE", 1))
+    """number of processes sharing the keys (default: $WORLD_SIZE from torchrun, else 1)"""
+    merge_timeout: float = 7 * 24 * 3600.0
+    """seconds rank 0 waits for the other ranks' part files before giving up"""
+    seed: int = 0
+    """seed for random-init weights (so a resumed random-init run continues with the same model)"""
+    quiet: bool = False
+    """hide the progress bar"""
+
+
+@dataclass
+class ExtractStats:
+    keys: int = 0  # keys assigned to this rank
+    skipped: int = 0  # already done by an earlier run
+    written: int = 0
+    missing: list[str] = field(default_factory=list)  # keys without a view source
+    load_s: float = 0.0  # reading skyboxes / images
+    render_s: float = 0.0
+    encode_s: float = 0.0
+
+
+def _view_folder(views_dir: Path, scan: str, viewpoint: str) -> Path | None:
+    for folder in (views_dir / scan / f"{viewpoint}_rgb", views_dir / scan / viewpoint):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _read_views(folder: Path) -> torch.Tensor:
+    """The 36 view images of one viewpoint as uint8 RGB ``[36, 3, H, W]``."""
+    from PIL import Image
+
+    views = []
+    for i in range(VIEWS):
+        path = next((p for p in (folder / f"{i}.jpg", folder / f"{i}.png") if p.exists()), None)
+        if path is None:
+            raise data_error(folder, f"view {i} missing", "Each viewpoint folder needs images 0..35 (.jpg or .png)")
+        with Image.open(path) as image:
+            views.append(torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1))
+    if len({v.shape for v in views}) != 1:
+        raise data_error(folder, "view images differ in size", "Render all 36 views at the same size")
+    return torch.stack(views)
+
+
+def list_keys(config: ExtractConfig) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every included viewpoint of the chosen scans: ``(available (scan, vp) pairs, keys without a source)``."""
+    data = DataDir(config.data_dir)
+    conn = data.require(data.connectivity, "connectivity folder")
+    scans = config.scans or read_scans_txt(conn)
+    available, missing = [], []
+    for scan in scans:
+        graph = load_graph(conn, scan)
+        for vp in graph.included_ids:
+            if config.views_dir is not None:
+                found = _view_folder(Path(config.views_dir), scan, vp) is not None
+            else:
+                found = has_skybox(data.skyboxes, scan, vp)
+            (available if found else missing).append((scan, vp) if found else feature_key(scan, vp))
+    return available, missing
+
+
+def _attrs(config: ExtractConfig, encoder) -> dict:
+    attrs = {
+        "encoder": encoder.name,
+        "weights": encoder.weights,
+        "image_size": encoder.image_size,
+        "image_w": WIDTH,
+        "image_h": HEIGHT,
+        "vfov_degrees": 60.0,
+        "crop": config.crop,
+        "channel_order": config.channel_order,
+        "precision": config.precision,
+        "source": "views" if config.views_dir is not None else "skyboxes",
+        "features": "CLIP encode_image (unnormalised), 36 views in MatterSim viewIndex order",
+        "extract_version": EXTRACT_VERSION,
+    }
+    if encoder.weights == "random":
+        attrs["seed"] = config.seed
+    return attrs
+
+
+def part_path(out: Path, rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` writes its share when the work is split."""
+    return out.with_name(f"{out.stem}.rank{rank}-of-{world_size}{out.suffix}")
+
+
+def extract(config: ExtractConfig) -> ExtractStats:
+    """Run the extraction of this rank's share (and the merge, on rank 0 of a split run)."""
+    if config.encoder.replace("/", "-") not in ENCODERS:
+        raise ValueError(f"unknown encoder {config.encoder!r}; choose one of {', '.join(ENCODERS)}")
+    if not 0 <= config.rank < config.world_size:
+        raise ValueError(f"--rank {config.rank} must be in [0, --world-size {config.world_size})")
+    device = config.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    torch.manual_seed(config.seed)
+    encoder = load_encoder(config.encoder, config.weights, device, config.precision, config.crop, config.channel_order)
+    available, missing = list_keys(config)
+    stats = ExtractStats(missing=missing)
+    if missing:
+        where = config.views_dir or DataDir(config.data_dir).skyboxes
+        print(f"features.extract: {len(missing)} viewpoints have no views under {where} and are skipped "
+              f"(e.g. {missing[0]})", file=sys.stderr)
+    if not available:
+        raise data_error(config.views_dir or DataDir(config.data_dir).skyboxes, "no viewpoint has views to encode",
+                         "Check --data-dir / --views-dir and the scans listed in connectivity/scans.txt")
+    mine = available[config.rank :: config.world_size]
+    stats.keys = len(mine)
+    out = Path(config.out)
+    target = out if config.world_size == 1 else part_path(out, config.rank, config.world_size)
+    attrs = _attrs(config, encoder)
+    dtype = np.float16 if config.dtype == "float16" else np.float32
+    conn = DataDir(config.data_dir).connectivity
+    with HDF5FeatureWriter(target, encoder.embed_dim, attrs, dtype=dtype) as writer:
+        todo = [(scan, vp) for scan, vp in mine if feature_key(scan, vp) not in writer]
+        stats.skipped = len(mine) - len(todo)
+        bar = tqdm(todo, desc=f"{encoder.name} rank {config.rank}", unit="vp", disable=config.quiet,
+                   position=config.rank)
+        for scan, vp in bar:
+            start = time.perf_counter()
+            if config.views_dir is not None:
+                views = _read_views(_view_folder(Path(config.views_dir), scan, vp))  # [36, 3, H, W]
+                stats.load_s += time.perf_counter() - start
+            else:
+                faces = load_skybox(DataDir(config.data_dir).skyboxes, scan, vp).to(encoder.device)  # [6, 3, S, S]
+                graph = load_graph(conn, scan)
+                rotation = torch.from_numpy(graph.poses[graph.ix(vp), :3, :3].copy())
+                loaded = time.perf_counter()
+                views = render_panorama(faces, rotation, WIDTH, HEIGHT, VFOV)  # [36, 3, 480, 640] uint8
+                stats.load_s += loaded - start
+                stats.render_s += time.perf_counter() - loaded
+            start = time.perf_counter()
+            pooled = torch.cat([encoder.pooled(views[i : i + config.batch_size])
+                                for i in range(0, VIEWS, config.batch_size)])  # [36, D]
+            stats.encode_s += time.perf_counter() - start
+            writer.write(scan, vp, pooled.cpu().numpy())
+            stats.written += 1
+    pairs = {feature_key(scan, vp): (scan, vp) for scan, vp in available}  # scan ids may hold "_" too
+    if config.world_size > 1 and config.rank == 0:
+        _merge(out, config, encoder.embed_dim, attrs, dtype, pairs)
+    if config.tsv is not None and config.rank == 0:
+        with open_features(out) as store:
+            rows = (pairs[key] + (store[key],) for key in store.keys() if key in pairs)
+            write_tsv(config.tsv, rows, image_w=WIDTH, image_h=HEIGHT, vfov=60)
+    return stats
+
+
+def _merge(out: Path, config: ExtractConfig, dim: int, attrs: dict, dtype: type, pairs: dict) -> None:
+    """Rank 0: wait until every rank's part file exists (a writer makes it only when complete), merge them."""
+    parts = [part_path(out, r, config.world_size) for r in range(config.world_size)]
+    deadline = time.monotonic() + config.merge_timeout
+    while not all(p.exists() for p in parts):
+        if time.monotonic() > deadline:
+            waiting = [str(p) for p in parts if not p.exists()]
+            raise data_error(out, f"gave up waiting for the part files {waiting}",
+                             "Finish those ranks (rerun them: they resume), then rerun rank 0 to merge")
+        time.sleep(2.0)
+    with HDF5FeatureWriter(out, dim, attrs, dtype=dtype) as writer:
+        for part in parts:
+            with open_features(part) as store:
+                for key in store.keys():
+                    if key not in writer:
+                        writer.write(*pairs[key], store[key])
+    for part in parts:
+        part.unlink()
+
+
+def parse_args(argv: list[str] | None) -> ExtractConfig:
+    defaults = ExtractConfig()
+    parser = argparse.ArgumentParser(prog="python -m features.extract", description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", default=defaults.encoder, choices=ENCODERS, help="CLIP variant (default: %(default)s)")
+    parser.add_argument("--weights", default=None, help="open_clip tag (e.g. openai; needs a network) or a local "
+                        "weights file (state dict, checkpoint, .safetensors, OpenAI .pt); omitted = random init")
+    parser.add_argument("--data-dir", type=Path, required=True, help="data directory (connectivity/, skyboxes/)")
+    parser.add_argument("--out", type=Path, required=True, help="HDF5 file to write; an interrupted run resumes")
+    parser.add_argument("--views-dir", type=Path, help="pre-rendered views {scan}/{vp}_rgb/{0..35}.jpg instead of skyboxes")
+    parser.add_argument("--scans", nargs="+", help="only these scans (default: all of connectivity/scans.txt)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per forward (default: %(default)s)")
+    parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: %(default)s)")
+    parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "fp16", "bf16"),
+                        help="model precision; CLIP-ViL used fp16 on GPU (default: %(default)s)")
+    parser.add_argument("--crop", default=defaults.crop, choices=("center", "none"),
+                        help="center: CLIP's resize + centre crop as CLIP-ViL; none: whole view squeezed (default: %(default)s)")
+    parser.add_argument("--channel-order", default=defaults.channel_order, choices=("rgb", "bgr_as_rgb"),
+                        help="bgr_as_rgb reproduces CLIP-ViL's released features (default: %(default)s)")
+    parser.add_argument("--dtype", default=defaults.dtype, choices=("float32", "float16"), help="storage dtype (default: %(default)s)")
+    parser.add_argument("--tsv", type=Path, help="also write the legacy TSV (scanId, viewpointId, image_w, image_h, vfov, features)")
+    parser.add_argument("--rank", type=int, default=defaults.rank, help="this process's share (default: $RANK or 0)")
+    parser.add_argument("--world-size", type=int, default=defaults.world_size, help="processes sharing the work (default: $WORLD_SIZE or 1)")
+    parser.add_argument("--merge-timeout", type=float, default=defaults.merge_timeout,
+                        help="seconds rank 0 waits for the other parts (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for random-init weights (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="hide the progress bar")
+    return ExtractConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    config = parse_args(argv)
+    try:
+        stats = extract(config)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    total = stats.load_s + stats.render_s + stats.encode_s
+    print(f"features.extract: {stats.written} viewpoints written, {stats.skipped} already done "
+          f"(rank {config.rank}/{config.world_size}); load {stats.load_s:.1f}s, render {stats.render_s:.1f}s, "
+          f"encode {stats.encode_s:.1f}s of {total:.1f}s -> {config.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
