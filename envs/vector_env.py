@@ -56,6 +56,7 @@ class VLNVectorEnv(VectorEnv):
         max_steps: actions per episode before truncation (EnvDrop: 35).
         languages: RxR language filter (``en``, ``hi``, ``te`` or full codes).
         seed: seeds the episode shuffle.
+        episodes: play these episodes instead of the split's (e.g. augmented paths in the split's houses).
         metrics_in_info: put each finished episode's metrics in ``info["metrics"]`` at its last step (the
             trainer turns this off and asks :meth:`metrics` only when it evaluates).
         observation_mode: ``"features"`` gives the feature arrays; ``"indices"`` gives, instead of
@@ -72,7 +73,7 @@ class VLNVectorEnv(VectorEnv):
                  task: str = "r2r", num_envs: int = 64, max_steps: int = 35,
                  languages: list[str] | None = None, seed: int | None = None, shuffle: bool = True,
                  feature_dtype: str = "float32", observation_mode: str = "features",
-                 metrics_in_info: bool = True) -> None:
+                 metrics_in_info: bool = True, episodes: list[Episode] | None = None) -> None:
         self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype)
         self.num_envs = num_envs
         self.max_steps = max_steps
@@ -85,9 +86,12 @@ class VLNVectorEnv(VectorEnv):
         self.metrics_in_info = metrics_in_info
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
-        self._order = np.arange(len(self.data.episodes))
+        self._episodes = list(episodes) if episodes is not None else self.data.episodes
+        if not self._episodes:
+            raise ValueError("VLNVectorEnv needs at least one episode")
+        self._order = np.arange(len(self._episodes))
         self._cursor = len(self._order)  # forces a shuffle on the first reset
-        self._by_id = {ep.instr_id: ep for ep in self.data.episodes}
+        self._by_id = {ep.instr_id: ep for ep in self._episodes}
 
     # -- conveniences the agent uses ---------------------------------------------------------------
     @property
@@ -96,7 +100,7 @@ class VLNVectorEnv(VectorEnv):
 
     @property
     def episodes(self) -> list[Episode]:
-        return self.data.episodes
+        return self._episodes
 
     @property
     def graphs(self):
@@ -122,7 +126,7 @@ class VLNVectorEnv(VectorEnv):
 
     def iter_batches(self) -> Iterator[dict]:
         """Reset options covering every episode of the split once, in order (the last batch padded)."""
-        eps = self.data.episodes
+        eps = self._episodes
         for start in range(0, len(eps), self.num_envs):
             chunk = eps[start : start + self.num_envs]
             chunk = chunk + [chunk[-1]] * (self.num_envs - len(chunk))
@@ -145,6 +149,16 @@ class VLNVectorEnv(VectorEnv):
         if self.metrics_in_info and done.any():
             info["metrics"] = [self.state.metrics[i] if done[i] else None for i in range(self.num_envs)]
         return self._observe(), reward, terminated, truncated, info
+
+    def get_state(self) -> dict:
+        """Where the episode sampler is (shuffle state, order, cursor), for exact resumption."""
+        return {"rng": self._rng.bit_generator.state, "order": self._order.tolist(), "cursor": int(self._cursor)}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s sampler position."""
+        self._rng.bit_generator.state = state["rng"]
+        self._order = np.asarray(state["order"], dtype=np.int64)
+        self._cursor = int(state["cursor"])
 
     def metrics(self) -> list[dict | None]:
         """Per slot, the metrics of its finished episode (None while it runs or without a reference path)."""
@@ -170,9 +184,9 @@ class VLNVectorEnv(VectorEnv):
                 self._cursor = 0
             take = self._order[self._cursor : self._cursor + self.num_envs]
             self._cursor += self.num_envs
-            episodes = [self.data.episodes[j] for j in take]
+            episodes = [self._episodes[j] for j in take]
             while len(episodes) < self.num_envs:  # a split smaller than the batch
-                episodes.append(self.data.episodes[int(self._rng.integers(len(self.data.episodes)))])
+                episodes.append(self._episodes[int(self._rng.integers(len(self._episodes)))])
         if len(episodes) != self.num_envs:
             raise ValueError(f"reset needs {self.num_envs} episodes, got {len(episodes)}")
         return episodes

@@ -1,0 +1,301 @@
+"""``python -m agents.train r2r|rxr [--backtranslate] ...``: train the EnvDrop speaker-follower agent.
+
+The run goes through stages, each resumable after a kill from its last checkpoint:
+
+1. ``speaker`` (with ``--backtranslate`` and no ``--speaker-checkpoint``, or ``--only speaker``): teacher-forced
+   instruction generation; the best checkpoint by val_unseen BLEU.
+2. ``follower``: imitation + A2C (EnvDrop); the best checkpoint by val_unseen SR (``--select-by spl``).
+3. ``backtranslate``: from the best follower, each update a real-data pass and an augmented pass on new paths
+   in the training houses, instructions written by the frozen speaker under environmental dropout.
+
+Everything lands in ``--out``: ``config.json`` (the resolved config), ``checkpoint.pt`` (latest, for
+``--resume``), ``speaker_best.pt`` / ``follower_best.pt``, ``results/{split}.json`` (submission format, from
+the best follower, test included), ``scores.json`` and TensorBoard logs under ``tb/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from agents.follower import Follower, FollowerConfig, make_follower_optimizers
+from agents.rollout import (IterationConfig, backtranslation_iteration, evaluate_follower, evaluate_speaker,
+                            train_follower_iteration, train_speaker_iteration)
+from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers
+from agents.train_config import TrainConfig, default_out, parse_config
+from envs.datadir import DataError
+from envs.vector_env import VLNVectorEnv
+
+VAL_SPLITS = ("val_seen", "val_unseen")
+
+
+def stages_for(cfg: TrainConfig) -> list[str]:
+    """Which stages this run trains, in order."""
+    if cfg.only == "speaker":
+        return ["speaker"]
+    if cfg.only == "follower":
+        return ["follower"]
+    stages = []
+    if cfg.backtranslate and not cfg.speaker_checkpoint:
+        stages.append("speaker")
+    if not (cfg.backtranslate and cfg.follower_checkpoint):
+        stages.append("follower")
+    if cfg.backtranslate:
+        stages.append("backtranslate")
+    return stages
+
+
+class Trainer:
+    """Holds the envs, models, optimisers and bookkeeping of one run (see the module docstring)."""
+
+    def __init__(self, cfg: TrainConfig, out: Path) -> None:
+        self.cfg, self.out = cfg, out
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        langs = [cfg.languages] if cfg.languages else None
+        common = dict(features=cfg.features, task=cfg.task, max_steps=cfg.max_steps, languages=langs,
+                      metrics_in_info=False)
+        self.train_env = VLNVectorEnv(cfg.data_dir, "train", num_envs=cfg.batch_size, seed=cfg.seed, **common)
+        self.data_dir = self.train_env.data.data_dir
+        self.val_envs = {split: VLNVectorEnv(cfg.data_dir, split, num_envs=cfg.batch_size, shuffle=False, **common)
+                         for split in VAL_SPLITS}
+        self.common = common
+        vocab, dim = self.train_env.vocab, self.train_env.feature_dim
+        self.follower = Follower(FollowerConfig(vocab_size=len(vocab), feature_dim=dim)).to(self.device)
+        self.speaker = Speaker(SpeakerConfig(vocab_size=len(vocab), feature_dim=dim)).to(self.device)
+        self.follower_opt = make_follower_optimizers(self.follower, cfg.lr)
+        self.speaker_opt = make_speaker_optimizers(self.speaker, cfg.lr)
+        self.iter_cfg = IterationConfig(il_weight=cfg.il_weight, aug_il_weight=cfg.aug_il_weight,
+                                        env_dropout=cfg.env_dropout, env_dropout_per_env=cfg.env_dropout_per_env)
+        self.aug_env: VLNVectorEnv | None = None
+        self.stages = stages_for(cfg)
+        self.stage_index, self.iteration = 0, 0
+        self.best: dict[str, dict] = {}
+        self.history: list[dict] = []
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(out / "tb"))
+        self.step = 0  # global TensorBoard step over stages
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict:
+        envs = {"train": self.train_env.get_state()}
+        if self.aug_env is not None:
+            envs["aug"] = self.aug_env.get_state()
+        return {"stage_index": self.stage_index, "iteration": self.iteration, "step": self.step,
+                "best": self.best, "history": self.history, "envs": envs,
+                "follower": self.follower.state_dict(), "speaker": self.speaker.state_dict(),
+                "follower_opt": {k: o.state_dict() for k, o in self.follower_opt.items()},
+                "speaker_opt": {k: o.state_dict() for k, o in self.speaker_opt.items()}}
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.device, restore_rng=True)
+        self.stage_index, self.iteration, self.step = state["stage_index"], state["iteration"], state["step"]
+        self.best, self.history = state["best"], state["history"]
+        self.follower.load_state_dict(state["follower"])
+        self.speaker.load_state_dict(state["speaker"])
+        for k, o in self.follower_opt.items():
+            o.load_state_dict(state["follower_opt"][k])
+        for k, o in self.speaker_opt.items():
+            o.load_state_dict(state["speaker_opt"][k])
+        self.train_env.set_state(state["envs"]["train"])
+        if "aug" in state["envs"]:
+            self._make_aug_env().set_state(state["envs"]["aug"])
+
+    def save(self) -> None:
+        save_checkpoint(self.out / "checkpoint.pt", self.state())
+
+    def save_best(self, name: str, model: torch.nn.Module, optimizers: dict, score: dict) -> None:
+        save_checkpoint(self.out / f"{name}_best.pt", {
+            "model": model.state_dict(), "config": dataclasses.asdict(model.cfg), "score": score,
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()}})
+
+    # -- stages ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        for self.stage_index in range(self.stage_index, len(self.stages)):
+            stage = self.stages[self.stage_index]
+            self._enter(stage)
+            total = {"speaker": self.cfg.speaker_iters, "follower": self.cfg.iters,
+                     "backtranslate": self.cfg.bt_iters}[stage]
+            self._loop(stage, total)
+            self.iteration = 0
+        self.stage_index = len(self.stages)
+        self.save()
+        self.writer.close()
+
+    def _enter(self, stage: str) -> None:
+        """Load what a stage starts from (resumed runs already hold it in the checkpoint)."""
+        if self.iteration > 0:
+            return
+        if stage == "backtranslate":
+            source = Path(self.cfg.follower_checkpoint) if self.cfg.follower_checkpoint else self.out / "follower_best.pt"
+            self._load_best(source, self.follower, self.follower_opt, "follower")
+            speaker_source = (Path(self.cfg.speaker_checkpoint) if self.cfg.speaker_checkpoint
+                              else self.out / "speaker_best.pt")
+            self._load_best(speaker_source, self.speaker, None, "speaker")
+            self.best.pop("follower", None)  # back-translation keeps its own best by the same rule
+            self._make_aug_env()
+
+    def _load_best(self, path: Path, model: torch.nn.Module, optimizers: dict | None, what: str) -> None:
+        if not path.exists():
+            raise DataError(f"{path}: {what} checkpoint not found (back-translation starts from it); "
+                            f"train it first or pass --{what}-checkpoint")
+        state = load_checkpoint(path, map_location=self.device)
+        model.load_state_dict(state["model"])
+        if optimizers is not None:
+            for k, o in optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
+
+    def _make_aug_env(self) -> VLNVectorEnv:
+        from tasks.augment import augment_records, records_to_episodes, training_scans
+
+        if self.aug_env is None:
+            scans = training_scans(self.data_dir)
+            records = augment_records(self.data_dir, scans, max_paths_per_scan=self.cfg.aug_paths_per_scan,
+                                      seed=self.cfg.seed)
+            self.aug_env = VLNVectorEnv(self.cfg.data_dir, "train", num_envs=self.cfg.batch_size,
+                                        seed=self.cfg.seed + 1, episodes=records_to_episodes(records), **self.common)
+            self.log_text(f"back-translation: {len(records)} sampled paths in {len(scans)} training houses")
+        return self.aug_env
+
+    def _loop(self, stage: str, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=self.iteration, desc=stage, disable=self.cfg.quiet, dynamic_ncols=True,
+                   file=sys.stdout)
+        while self.iteration < total:
+            stats = self._train_once(stage)
+            self.iteration += 1
+            self.step += 1
+            for key, value in stats.items():
+                self.writer.add_scalar(f"losses/{stage}/{key}", value, self.step)
+            bar.update(1)
+            if self.iteration % self.cfg.eval_every == 0 or self.iteration == total:
+                scores = self._evaluate(stage)
+                bar.set_postfix_str(_short(scores))
+                self.save()
+        bar.close()
+
+    def _train_once(self, stage: str) -> dict[str, float]:
+        if stage == "speaker":
+            return train_speaker_iteration(self.speaker, self.speaker_opt, self.train_env)
+        if stage == "follower":
+            return train_follower_iteration(self.follower, self.follower_opt, self.train_env, self.iter_cfg)
+        return backtranslation_iteration(self.follower, self.follower_opt, self.speaker, self.train_env,
+                                         self.aug_env, self.iter_cfg)
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _evaluate(self, stage: str) -> dict:
+        record = {"stage": stage, "iteration": self.iteration, "step": self.step, "time": time.time()}
+        if stage == "speaker":
+            tokenize = self.train_env.vocab.tokens
+            for split, env in self.val_envs.items():
+                record[f"{split}/bleu"] = evaluate_speaker(self.speaker, env, tokenize)["bleu"]
+                self.writer.add_scalar(f"eval/{split}/bleu", record[f"{split}/bleu"], self.step)
+            key = record["val_unseen/bleu"]
+            if key > self.best.get("speaker", {}).get("key", -1.0):
+                self.best["speaker"] = {"key": key, "iteration": self.iteration, "stage": stage}
+                self.save_best("speaker", self.speaker, self.speaker_opt, record)
+        else:
+            results = {}
+            for split, env in self.val_envs.items():
+                results[split] = evaluate_follower(self.follower, env)
+                summary = score(self.cfg.task, env, results[split])
+                for metric, value in summary.items():
+                    record[f"{split}/{metric}"] = value
+                    if metric != "count":
+                        self.writer.add_scalar(f"eval/{split}/{metric}", value, self.step)
+            key = record[f"val_unseen/{self.cfg.select_by}"]
+            if key > self.best.get("follower", {}).get("key", -1.0):
+                self.best["follower"] = {"key": key, "iteration": self.iteration, "stage": stage,
+                                         "scores": {k: v for k, v in record.items() if "/" in k}}
+                self.save_best("follower", self.follower, self.follower_opt, record)
+                self._write_results(results)
+        self.history.append(record)
+        atomic_write_json(self.out / "scores.json", {"best": self.best, "history": self.history})
+        self.writer.flush()
+        return record
+
+    def _write_results(self, results: dict[str, list[dict]]) -> None:
+        """Results of the (new) best follower on the val splits and, where the data has it, the test split."""
+        for split, entries in results.items():
+            atomic_write_json(self.out / "results" / f"{split}.json", entries)
+        try:
+            test_env = VLNVectorEnv(self.cfg.data_dir, "test", num_envs=self.cfg.batch_size, shuffle=False,
+                                    **self.common)
+        except DataError:
+            return  # no test split in this data directory
+        atomic_write_json(self.out / "results" / "test.json", evaluate_follower(self.follower, test_env))
+
+    def log_text(self, message: str) -> None:
+        if not self.cfg.quiet:
+            print(message, flush=True)
+
+
+def score(task: str, env: VLNVectorEnv, results: list[dict]) -> dict[str, float]:
+    """Score results with the official scorer's rules (:mod:`eval.score`) against the env's split."""
+    from eval.score import Reference, score_results, scored_subset
+
+    refs = [Reference(ep.instr_id, ep.scan, ep.path, ep.language if task == "rxr" else None)
+            for ep in env.episodes]
+    report = score_results(results, refs, env.graphs, scored=scored_subset(task, refs))
+    return report.summary
+
+
+def _short(record: dict) -> str:
+    keys = [k for k in ("val_unseen/success", "val_unseen/spl", "val_unseen/bleu") if k in record]
+    return " ".join(f"{k.split('/')[1]}={record[k]:.3f}" for k in keys)
+
+
+def prepare_out(cfg: TrainConfig) -> Path:
+    """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one."""
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    saved = out / "config.json"
+    if cfg.resume:
+        if not (out / "checkpoint.pt").exists():
+            raise DataError(f"{out}: nothing to resume (no checkpoint.pt); start without --resume")
+        return out
+    if saved.exists():
+        raise DataError(f"{out}: a run already lives here; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv).resolved()
+    try:
+        out = prepare_out(cfg)
+        cfg = dataclasses.replace(cfg, out=str(out))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        trainer = Trainer(cfg, out)
+        atomic_write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(trainer.data_dir),
+                                                                          "stages": trainer.stages})
+        if cfg.resume:
+            trainer.restore(out / "checkpoint.pt")
+            trainer.log_text(f"resuming {out} at stage {trainer.stages[min(trainer.stage_index, len(trainer.stages) - 1)]}"
+                             f", iteration {trainer.iteration}")
+        trainer.log_text(f"training {' -> '.join(trainer.stages)} on {trainer.data_dir} "
+                         f"({len(trainer.train_env.episodes)} train episodes, {trainer.train_env.feature_dim}-d "
+                         f"features); outputs in {out}")
+        trainer.run()
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    best = trainer.best.get("follower", {}).get("scores", {})
+    summary = ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k.endswith(("/success", "/spl")))
+    trainer.log_text(f"done. best follower: {summary or 'n/a'}\noutputs: {out} "
+                     f"(TensorBoard: tensorboard --logdir {out / 'tb'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""``python -m agents.train``: outputs, resumption after a kill, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agents import train
+from agents.checkpoint import load_checkpoint
+
+TINY = ["--batch-size", "4", "--eval-every", "2", "--quiet", "--seed", "3"]
+
+
+def _args(world, out, *extra):
+    return ["r2r", "--data-dir", str(world), "--out", str(out), *TINY, *extra]
+
+
+def test_backtranslate_run_writes_every_output(tiny_world, tmp_path):
+    out = tmp_path / "run"
+    code = train.main(_args(tiny_world, out, "--backtranslate", "--speaker-iters", "2", "--iters", "2",
+                            "--bt-iters", "2", "--aug-paths-per-scan", "5"))
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["stages"] == ["speaker", "follower", "backtranslate"] and config["il_weight"] == 0.2
+    for name in ("checkpoint.pt", "speaker_best.pt", "follower_best.pt", "scores.json",
+                 "results/val_seen.json", "results/val_unseen.json", "results/test.json"):
+        assert (out / name).exists(), name
+    best = load_checkpoint(out / "follower_best.pt")  # weights_only=True
+    assert "decoder.lstm.weight_ih" in best["model"]
+    history = json.loads((out / "scores.json").read_text())["history"]
+    assert [h["stage"] for h in history] == ["speaker", "follower", "backtranslate"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "tb").iterdir())
+    results = json.loads((out / "results" / "val_unseen.json").read_text())
+    assert {r["instr_id"] for r in results} == {e.instr_id for e in train.VLNVectorEnv(tiny_world, "val_unseen").episodes}
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_world, tmp_path, monkeypatch):
+    base = ["--only", "follower", "--iters", "6"]
+    assert train.main(_args(tiny_world, tmp_path / "straight", *base)) == 0
+
+    original = train.Trainer._train_once
+    calls = {"n": 0}
+
+    def dies_at_five(self, stage):
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the checkpoint at iteration 4
+            raise KeyboardInterrupt("killed")
+        return original(self, stage)
+
+    monkeypatch.setattr(train.Trainer, "_train_once", dies_at_five)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(_args(tiny_world, tmp_path / "killed", *base))
+    monkeypatch.setattr(train.Trainer, "_train_once", original)
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["iteration"] == 4
+    assert train.main(_args(tiny_world, tmp_path / "killed", *base, "--resume")) == 0
+
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["follower"]
+    b = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["follower"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_errors_are_clear(tiny_world, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(_args(tiny_world, out, "--resume")) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert train.main(_args(tmp_path / "missing", out)) == 2
+    assert "data directory not found" in capsys.readouterr().err
+    assert train.main(_args(tiny_world, out, "--backtranslate", "--speaker-checkpoint", str(tmp_path / "no.pt"),
+                            "--iters", "2", "--bt-iters", "2")) == 2
+    assert "speaker checkpoint not found" in capsys.readouterr().err
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--backtranslate", "--data-dir", "--features", "--iters", "--batch-size", "--out", "--seed",
+                   "--device", "--resume", "--only", "--select-by"):
+        assert option in text
