@@ -152,6 +152,12 @@ def _cached_rays(angles: tuple[tuple[float, float], ...], width: int, height: in
     return camera_rays(headings, elevations, width, height, vfov)
 
 
+# Per GL target (+X, -X, +Y, -Y, +Z, -Z): the direction component and sign giving sc and tc (the OpenGL
+# spec's cube map table: +X (-z, -y), -X (z, -y), +Y (x, z), -Y (x, -z), +Z (x, -y), -Z (-x, -y)).
+_SC_TC_COMPONENT = torch.tensor([[2, 1], [2, 1], [0, 2], [0, 2], [0, 1], [0, 1]])
+_SC_TC_SIGN = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [1.0, -1.0], [-1.0, -1.0]])
+
+
 def cube_coordinates(directions: torch.Tensor, face_size: int) -> torch.Tensor:
     """Map cube-space directions ``[..., 3]`` to sample points in the stacked face column ``[..., 2]``.
 
@@ -159,21 +165,15 @@ def cube_coordinates(directions: torch.Tensor, face_size: int) -> torch.Tensor:
     position; the result is ``(column, row)`` in pixels of a ``[6 * S, S]`` column with skybox face ``i`` at
     rows ``i*S .. (i+1)*S``, clamped to texel centres of that face (``GL_CLAMP_TO_EDGE``).
     """
-    x, y, z = directions.unbind(-1)
-    ax, ay, az = x.abs(), y.abs(), z.abs()
-    use_x = (ax >= ay) & (ax >= az)
-    use_y = ~use_x & (ay >= az)
-    use_z = ~use_x & ~use_y
-    positive = torch.where(use_x, x > 0, torch.where(use_y, y > 0, z > 0))
-    major = torch.where(use_x, ax, torch.where(use_y, ay, az))
-    # (sc, tc) per the OpenGL spec's cube map table
-    sc = torch.where(use_x, torch.where(positive, -z, z), torch.where(use_z, torch.where(positive, x, -x), x))
-    tc = torch.where(use_y, torch.where(positive, z, -z), -y)
-    target = torch.where(use_x, 0, torch.where(use_y, 2, 4)) + (~positive).long()  # GL target 0..5
-    face = torch.tensor(GL_TARGET_TO_SKYBOX, device=directions.device)[target]
-    col = ((sc / major + 1) * 0.5 * face_size - 0.5).clamp(0, face_size - 1)
-    row = ((tc / major + 1) * 0.5 * face_size - 0.5).clamp(0, face_size - 1) + face * face_size
-    return torch.stack([col, row.to(col.dtype)], dim=-1)
+    flat = directions.reshape(-1, 3)
+    major, axis = flat.abs().max(-1)  # [N]
+    negative = flat.gather(1, axis[:, None]).squeeze(1) < 0
+    target = axis * 2 + negative  # GL target 0..5
+    device = directions.device
+    st = flat.gather(1, _SC_TC_COMPONENT.to(device)[target]) * _SC_TC_SIGN.to(device, flat.dtype)[target]  # [N, 2]
+    st = (st * ((0.5 * face_size) / major)[:, None] + (0.5 * face_size - 0.5)).clamp_(0, face_size - 1)
+    st[:, 1] += torch.tensor(GL_TARGET_TO_SKYBOX, device=device, dtype=st.dtype)[target] * face_size
+    return st.reshape(*directions.shape[:-1], 2)
 
 
 def render_views(

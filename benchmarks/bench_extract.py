@@ -1,0 +1,95 @@
+"""Benchmark feature extraction: views per second and the share of time spent rendering vs encoding.
+
+Renders the 36 MatterSim views of synthetic skyboxes (``--face-size`` px faces, as the raw Matterport
+``_sami.jpg`` are 1024) and encodes them with a random-init CLIP encoder, timing each stage separately::
+
+    python benchmarks/bench_extract.py --encoder RN50 --viewpoints 3 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from envs.render import render_panorama  # noqa: E402
+from features.encoders import ENCODERS, load_encoder  # noqa: E402
+
+
+@dataclass
+class BenchConfig:
+    encoder: str = "RN50"
+    """CLIP variant to time (random init)"""
+    viewpoints: int = 3
+    """panoramas (36 views each) to time after one warm-up"""
+    face_size: int = 1024
+    """skybox face side in pixels"""
+    batch_size: int = 36
+    """images per forward pass"""
+    device: str = "cpu"
+    """torch device"""
+    precision: str = "fp32"
+    """fp32, fp16 or bf16"""
+
+
+def run(config: BenchConfig) -> dict[str, float]:
+    """Time rendering and encoding of ``viewpoints`` panoramas; returns the figures it prints."""
+    device = torch.device(config.device)
+    torch.manual_seed(0)
+    encoder = load_encoder(config.encoder, None, device, config.precision)
+    faces = torch.randint(0, 256, (6, 3, config.face_size, config.face_size), dtype=torch.uint8, device=device)
+    pose = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    render_s = encode_s = 0.0
+    for i in range(config.viewpoints + 1):  # the first pass warms caches up and is not counted
+        start = time.perf_counter()
+        views = render_panorama(faces, pose)  # [36, 3, 480, 640]
+        sync()
+        rendered = time.perf_counter()
+        for j in range(0, 36, config.batch_size):
+            encoder.pooled(views[j : j + config.batch_size])
+        sync()
+        if i:
+            render_s += rendered - start
+            encode_s += time.perf_counter() - rendered
+    total = render_s + encode_s
+    figures = {
+        "views_per_s": 36 * config.viewpoints / total,
+        "render_ms_per_panorama": 1000 * render_s / config.viewpoints,
+        "encode_ms_per_panorama": 1000 * encode_s / config.viewpoints,
+        "render_share": render_s / total,
+    }
+    print(f"{config.encoder} {config.precision} on {config.device} ({torch.get_num_threads()} threads), "
+          f"{config.face_size}px faces, {config.viewpoints} panoramas:")
+    print(f"  {figures['views_per_s']:.1f} views/s; per panorama: render {figures['render_ms_per_panorama']:.0f} ms, "
+          f"encode {figures['encode_ms_per_panorama']:.0f} ms; rendering {100 * figures['render_share']:.1f}% of the time "
+          f"(target <= 5%)")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = BenchConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", default=defaults.encoder, choices=ENCODERS, help="CLIP variant (default: %(default)s)")
+    parser.add_argument("--viewpoints", type=int, default=defaults.viewpoints, help="timed panoramas (default: %(default)s)")
+    parser.add_argument("--face-size", type=int, default=defaults.face_size, help="skybox face side (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per forward (default: %(default)s)")
+    parser.add_argument("--device", default=defaults.device, help="torch device (default: %(default)s)")
+    parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "fp16", "bf16"),
+                        help="model precision (default: %(default)s)")
+    run(BenchConfig(**vars(parser.parse_args(argv))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
