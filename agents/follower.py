@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from agents.envdrop import drop_image_features
+from agents.envdrop import FastDropout, drop_image_features
 
 
 @dataclass
@@ -93,7 +93,7 @@ class InstructionEncoder(nn.Module):
         super().__init__()
         self.pad_id = cfg.pad_id
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=cfg.pad_id)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.lstm = nn.LSTM(cfg.word_dim, cfg.hidden_dim // 2, batch_first=True, bidirectional=True)
         self.encoder2decoder = nn.Linear(cfg.hidden_dim, cfg.hidden_dim)
 
@@ -125,7 +125,7 @@ class ActionDecoder(nn.Module):
         self.feature_dropout = cfg.feature_dropout
         full = cfg.feature_dim + cfg.angle_dim
         self.embedding = nn.Sequential(nn.Linear(cfg.angle_dim, cfg.action_dim), nn.Tanh())
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.lstm = nn.LSTMCell(cfg.action_dim + full, cfg.hidden_dim)
         self.feat_att_layer = SoftDotAttention(cfg.hidden_dim, full, output_tilde=False)
         self.attention_layer = SoftDotAttention(cfg.hidden_dim, cfg.hidden_dim)
@@ -155,7 +155,7 @@ class Critic(nn.Module):
     def __init__(self, cfg: FollowerConfig) -> None:
         super().__init__()
         self.state2value = nn.Sequential(nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
-                                         nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden_dim, 1))
+                                         FastDropout(cfg.dropout), nn.Linear(cfg.hidden_dim, 1))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.state2value(h).squeeze(-1)  # (...,)

@@ -61,8 +61,17 @@ def _device(module: torch.nn.Module) -> torch.device:
 
 
 def _special_ids(vocab: Any) -> tuple[int, int, int]:
+    """(<BOS>, <EOS>, <UNK>) ids of a ``tasks.tokenize.Vocab`` (or anything with ``word_to_index``)."""
+    if hasattr(vocab, "bos_id"):
+        return vocab.bos_id, vocab.eos_id, vocab.unk_id
     w2i = vocab.word_to_index
     return w2i["<BOS>"], w2i["<EOS>"], w2i["<UNK>"]
+
+
+def _id_to_word(vocab: Any) -> list[str]:
+    if hasattr(vocab, "words"):
+        return list(vocab.words)
+    return [w for w, _ in sorted(vocab.word_to_index.items(), key=lambda kv: kv[1])]
 
 
 def _rows(array: Any, idx: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -367,14 +376,15 @@ def evaluate_follower(follower: Follower, env: Any) -> list[dict]:
 
 
 @torch.no_grad()
-def evaluate_speaker(speaker: Speaker, env: Any, tokenize: Callable[[str], list[str]],
+def evaluate_speaker(speaker: Speaker, env: Any, tokenize: Callable[[str], list[str]] | None = None,
                      max_len: int = 120) -> dict[str, Any]:
     """Greedy instructions for every path of the split, scored by corpus BLEU-4 against all its instructions.
 
-    ``tokenize`` splits a reference instruction into words (the task's tokenizer). Returns ``bleu``,
-    ``precisions`` and ``instructions`` (path_id -> generated words).
+    ``tokenize`` splits a reference instruction into words (default: the vocabulary's own splitter, EnvDrop's
+    ``split_sentence`` for R2R). Returns ``bleu``, ``precisions`` and ``instructions`` (path_id -> words).
     """
-    itos = {i: w for w, i in env.vocab.word_to_index.items()}
+    tokenize = tokenize or env.vocab.split
+    itos = _id_to_word(env.vocab)
     _, eos, _ = _special_ids(env.vocab)
     generated: dict[Any, list[str]] = {}
     for options in env.iter_batches():

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from agents.envdrop import drop_image_features
+from agents.envdrop import FastDropout, drop_image_features
 from agents.follower import SoftDotAttention
 
 
@@ -55,7 +55,7 @@ class SpeakerEncoder(nn.Module):
         full = cfg.feature_dim + cfg.angle_dim
         self.image_dim, self.feature_dropout = cfg.feature_dim, cfg.feature_dropout
         self.lstm = nn.LSTM(full, cfg.hidden_dim // 2, batch_first=True, bidirectional=True)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.attention_layer = SoftDotAttention(cfg.hidden_dim, full)
         self.post_lstm = nn.LSTM(cfg.hidden_dim, cfg.hidden_dim // 2, batch_first=True, bidirectional=True)
 
@@ -78,7 +78,7 @@ class SpeakerDecoder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=cfg.pad_id)
         self.lstm = nn.LSTM(cfg.word_dim, cfg.hidden_dim, batch_first=True)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.attention_layer = SoftDotAttention(cfg.hidden_dim, cfg.hidden_dim)
         self.projection = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
 

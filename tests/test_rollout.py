@@ -18,7 +18,7 @@ import torch
 from agents.envdrop import apply_image_mask, draw_env_mask
 from agents.follower import Follower, FollowerConfig, make_follower_optimizers
 from agents.rollout import (IterationConfig, a2c_loss, backtranslation_iteration, discounted_returns,
-                            evaluate_follower, follower_rollout, teacher_path_features,
+                            evaluate_follower, evaluate_speaker, follower_rollout, teacher_path_features,
                             train_follower_iteration, train_speaker_iteration)
 from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers
 
@@ -40,6 +40,7 @@ class FakeVocab:
     def __init__(self, words: list[str]) -> None:
         self.word_to_index = {w: i for i, w in enumerate(["<PAD>", "<UNK>", "<EOS>", "<BOS>"] + words)}
         self.pad_id = 0
+        self.split = str.split
 
     def __len__(self) -> int:
         return len(self.word_to_index)
@@ -277,6 +278,8 @@ def test_speaker_and_backtranslation_iterations_run():
     s_opts = make_speaker_optimizers(speaker)
     stats = train_speaker_iteration(speaker, s_opts, env)
     assert stats["speaker/loss"] > 0
+    scores = evaluate_speaker(speaker, env, max_len=6)
+    assert len(scores["instructions"]) == len(env.episodes) and 0.0 <= scores["bleu"] <= 1.0
     follower = small_follower(env)
     before = [p.detach().clone() for p in follower.parameters()]
     stats = backtranslation_iteration(follower, make_follower_optimizers(follower), speaker, env, aug,
