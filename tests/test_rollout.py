@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +318,52 @@ def test_augmented_paths_on_real_graph(shared_data):
     assert records == augment_records(shared_data, [scan], max_paths_per_scan=50, seed=3)  # seeded
     episodes = records_to_episodes(records)
     assert episodes[0].instr_id == f"{records[0]['path_id']}_0" and episodes[0].goal == records[0]["path"][-1]
+
+
+# The real batched env on a tiny built-in world --------------------------------------------------------------
+@pytest.fixture
+def world(request):
+    pytest.importorskip("envs.vector_env")
+    try:
+        return request.getfixturevalue("tiny_world")
+    except pytest.FixtureLookupError:
+        pytest.skip("no tiny_world fixture in this checkout")
+
+
+@pytest.mark.slow
+def test_real_env_training_evaluation_and_backtranslation(world, tmp_path):
+    import json
+    import shutil
+
+    from envs.vector_env import VLNVectorEnv
+    from tasks.augment import augment_records, training_scans
+
+    # A data directory beside the shared world, adding an augmentation split (R2R_aug_paths.json).
+    data = tmp_path / "data"
+    data.mkdir()
+    for part in Path(world).iterdir():
+        if part.name != "R2R":
+            (data / part.name).symlink_to(part)
+    shutil.copytree(Path(world) / "R2R", data / "R2R")
+    records = augment_records(data, training_scans(data), max_paths_per_scan=8, min_edges=2, min_distance=0.0)
+    (data / "R2R" / "R2R_aug_paths.json").write_text(json.dumps(records))
+
+    torch.manual_seed(0)
+    env = VLNVectorEnv(data, "train", num_envs=4, seed=0)
+    aug = VLNVectorEnv(data, "aug_paths", num_envs=4, seed=0)
+    val = VLNVectorEnv(data, "val_seen", num_envs=4, seed=0)
+    cfg = dict(vocab_size=len(env.vocab), feature_dim=env.feature_dim, pad_id=env.vocab.pad_id)
+    follower = Follower(FollowerConfig(word_dim=32, hidden_dim=64, action_dim=16, **cfg))
+    speaker = Speaker(SpeakerConfig(word_dim=16, hidden_dim=32, **cfg))
+    opts = make_follower_optimizers(follower)
+    stats = train_follower_iteration(follower, opts, env)
+    assert stats["teacher/il_loss"] > 0 and math.isfinite(stats["sample/rl_loss"])
+    assert train_speaker_iteration(speaker, make_speaker_optimizers(speaker), env)["speaker/loss"] > 0
+    stats = backtranslation_iteration(follower, opts, speaker, env, aug, IterationConfig(max_decode=10))
+    assert math.isfinite(stats["aug/sample/rl_loss"])
+    results = evaluate_follower(follower, val)
+    by_id = {ep.instr_id: ep for ep in val.episodes}
+    assert sorted(r["instr_id"] for r in results) == sorted(by_id)
+    assert all(r["trajectory"][0][0] == by_id[r["instr_id"]].path[0] for r in results)
+    bleu = evaluate_speaker(speaker, val, max_len=10)
+    assert len(bleu["instructions"]) == len({ep.path_id for ep in val.episodes})
