@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--data-dir", type=Path, default=None, help="data directory (default: the built-in world)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (0: torch's default). 1 by default: on a shared 2-core machine two "
+                        "OpenMP threads spin against other processes and run several times slower")
     p.add_argument("--speaker", action="store_true", help="also time a speaker iteration")
     p.add_argument("--bt", action="store_true", help="also time a back-translation iteration")
     args = p.parse_args(argv)
