@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -121,17 +122,22 @@ def camera_rays(
     width: int = WIDTH,
     height: int = HEIGHT,
     vfov: float = VFOV,
+    cols: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """World ray (unnormalised) through each pixel centre of each view: ``[V, H, W, 3]`` float32.
 
     World frame as the simulator's: z up, heading clockwise from +y, elevation up positive. Row 0 is the
-    image top, as MatterSim returns it.
+    image top, as MatterSim returns it. ``cols``/``rows`` (pixel indices, may be fractional or outside the
+    image) replace the default ``arange(width)``/``arange(height)``.
     """
     h = torch.as_tensor(headings, dtype=torch.float64).reshape(-1, 1, 1)
     e = torch.as_tensor(elevations, dtype=torch.float64).reshape(-1, 1, 1)
+    cols = torch.arange(width, dtype=torch.float64) if cols is None else cols.double()
+    rows = torch.arange(height, dtype=torch.float64) if rows is None else rows.double()
     tan_v = math.tan(vfov / 2)
-    x = ((torch.arange(width, dtype=torch.float64) + 0.5) / width * 2 - 1) * tan_v * width / height  # [W]
-    y = (1 - (torch.arange(height, dtype=torch.float64) + 0.5) / height * 2) * tan_v  # [H]
+    x = ((cols + 0.5) / width * 2 - 1) * tan_v * width / height  # [W]
+    y = (1 - (rows + 0.5) / height * 2) * tan_v  # [H]
     x, y = x.reshape(1, 1, -1), y.reshape(1, -1, 1)
     sh, ch, se, ce = torch.sin(h), torch.cos(h), torch.sin(e), torch.cos(e)
     rays = torch.stack(
@@ -145,17 +151,52 @@ def camera_rays(
     return rays.float()
 
 
+COARSE_STEP = 8  # pixels between the lattice points where the cube face is chosen (see _sampling_grid)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Pose-independent precomputation for one camera and set of (heading, elevation) views."""
+
+    rays: torch.Tensor  # [V, H, W, 3] rays through every pixel centre
+    coarse: torch.Tensor  # [V, h, w, 3] rays at every COARSE_STEP-th pixel (the last row/column past the image)
+    upsample: torch.Tensor  # [1, H, W, 2] where each pixel lies in the coarse lattice (grid_sample coordinates)
+    cell: torch.Tensor  # [H * W] index of the coarse cell holding each pixel
+
+
 @lru_cache(maxsize=4)
-def _cached_rays(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov: float) -> torch.Tensor:
+def _plan(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov: float, step: int) -> _Plan:
     headings = torch.tensor([a[0] for a in angles], dtype=torch.float64)
     elevations = torch.tensor([a[1] for a in angles], dtype=torch.float64)
-    return camera_rays(headings, elevations, width, height, vfov)
+    w, h = -(-(width - 1) // step) + 1, -(-(height - 1) // step) + 1  # lattice reaching past the last pixel
+    coarse = camera_rays(headings, elevations, width, height, vfov,
+                         cols=torch.arange(w) * step, rows=torch.arange(h) * step)
+    col, row = torch.arange(width, dtype=torch.float64), torch.arange(height, dtype=torch.float64)
+    upsample = torch.stack(torch.broadcast_tensors(col[None, :] / step / (w - 1) * 2 - 1,
+                                                   row[:, None] / step / (h - 1) * 2 - 1), dim=-1)
+    cell_col = (torch.arange(width) // step).clamp(max=w - 2)
+    cell_row = (torch.arange(height) // step).clamp(max=h - 2)
+    cell = (cell_row[:, None] * (w - 1) + cell_col[None, :]).reshape(-1)
+    rays = camera_rays(headings, elevations, width, height, vfov)
+    return _Plan(rays, coarse, upsample[None].float(), cell)
 
 
 # Per GL target (+X, -X, +Y, -Y, +Z, -Z): the direction component and sign giving sc and tc (the OpenGL
 # spec's cube map table: +X (-z, -y), -X (z, -y), +Y (x, z), -Y (x, -z), +Z (x, -y), -Z (-x, -y)).
 _SC_TC_COMPONENT = torch.tensor([[2, 1], [2, 1], [0, 2], [0, 2], [0, 1], [0, 1]])
 _SC_TC_SIGN = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [1.0, -1.0], [-1.0, -1.0]])
+
+
+def _cube_raw(directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OpenGL's cube lookup before the division: ``(sc, tc) [N, 2]``, the major component ``[N]`` and the
+    skybox face index ``[N]``; the face texel is ``((sc, tc) / major + 1) * S / 2 - 0.5``."""
+    flat = directions.reshape(-1, 3)
+    major, axis = flat.abs().max(-1)  # [N]
+    negative = flat.gather(1, axis[:, None]).squeeze(1) < 0
+    target = axis * 2 + negative  # GL target 0..5
+    device = directions.device
+    sc_tc = flat.gather(1, _SC_TC_COMPONENT.to(device)[target]) * _SC_TC_SIGN.to(device, flat.dtype)[target]
+    return sc_tc, major, torch.tensor(GL_TARGET_TO_SKYBOX, device=device)[target]
 
 
 def cube_coordinates(directions: torch.Tensor, face_size: int) -> torch.Tensor:
@@ -165,15 +206,54 @@ def cube_coordinates(directions: torch.Tensor, face_size: int) -> torch.Tensor:
     position; the result is ``(column, row)`` in pixels of a ``[6 * S, S]`` column with skybox face ``i`` at
     rows ``i*S .. (i+1)*S``, clamped to texel centres of that face (``GL_CLAMP_TO_EDGE``).
     """
-    flat = directions.reshape(-1, 3)
-    major, axis = flat.abs().max(-1)  # [N]
-    negative = flat.gather(1, axis[:, None]).squeeze(1) < 0
-    target = axis * 2 + negative  # GL target 0..5
-    device = directions.device
-    st = flat.gather(1, _SC_TC_COMPONENT.to(device)[target]) * _SC_TC_SIGN.to(device, flat.dtype)[target]  # [N, 2]
-    st = (st * ((0.5 * face_size) / major)[:, None] + (0.5 * face_size - 0.5)).clamp_(0, face_size - 1)
-    st[:, 1] += torch.tensor(GL_TARGET_TO_SKYBOX, device=device, dtype=st.dtype)[target] * face_size
+    sc_tc, major, face = _cube_raw(directions)
+    st = (sc_tc / major[:, None] + 1) * (0.5 * face_size) - 0.5
+    st = st.clamp_(0, face_size - 1)
+    st[:, 1] += face.to(st.dtype) * face_size
     return st.reshape(*directions.shape[:-1], 2)
+
+
+def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool = False) -> torch.Tensor:
+    """``grid_sample`` coordinates ``[V, H, W, 2]`` into the stacked faces for one pose.
+
+    Computing the cube lookup for every pixel costs several times the sampling itself on a CPU, so the face
+    choice is made on a lattice every :data:`COARSE_STEP` pixels. Within one face the lookup is a ratio of
+    linear functions of the pixel position (``sc / major``, ``tc / major``), so the lattice stores the
+    numerators and the denominator, which bilinear interpolation reproduces exactly, and each pixel does the
+    division. Cells whose corners lie on different faces or near a face edge (where clamping starts) are
+    computed per pixel. A face's region of a view is convex, so a cell whose four corners share a face lies
+    inside it. ``exact=True`` computes every pixel (the result agrees to float rounding).
+    """
+    views, height, width = plan.rays.shape[:3]
+    device = rotation.device
+    scale = torch.tensor([2.0 / (size - 1), 2.0 / (6 * size - 1)], device=device)
+    if exact:
+        return cube_coordinates(-(plan.rays.to(device) @ rotation), size) * scale - 1
+    coarse = plan.coarse.to(device)
+    lattice = coarse.shape[1:3]
+    sc_tc, major, face = _cube_raw(-(coarse @ rotation))  # [V*h*w, 2], [V*h*w], [V*h*w]
+    ratio = sc_tc / major[:, None]
+    near_edge = (ratio.abs() > 1 - 2 / size).any(-1).reshape(views, *lattice)  # within a texel of the edge
+    face_grid = face.reshape(views, *lattice)
+    exact_cell = torch.zeros(views, lattice[0] - 1, lattice[1] - 1, dtype=torch.bool, device=device)
+    for rs, cs in ((slice(None, -1), slice(None, -1)), (slice(None, -1), slice(1, None)),
+                   (slice(1, None), slice(None, -1)), (slice(1, None), slice(1, None))):
+        exact_cell |= near_edge[:, rs, cs] | (face_grid[:, rs, cs] != face_grid[:, :-1, :-1])
+    # normalised coordinates: col = sc/major * S/(S-1); row = tc/major * S/(6S-1) + (2 S face + S - 1)/(6S-1) - 1
+    channels = torch.stack([
+        sc_tc[:, 0] * (size / (size - 1)),
+        sc_tc[:, 1] * (size / (6 * size - 1)),
+        major,
+        (2 * size * face + size - 1).to(major.dtype) / (6 * size - 1) - 1,
+    ], dim=0).reshape(4, views, *lattice).transpose(0, 1)  # [V, 4, h, w]
+    up = F.grid_sample(channels, plan.upsample.to(device).expand(views, -1, -1, -1), mode="bilinear",
+                       align_corners=True)  # [V, 4, H, W]
+    grid = torch.stack([up[:, 0] / up[:, 2], torch.addcdiv(up[:, 3], up[:, 1], up[:, 2])], dim=-1)  # [V, H, W, 2]
+    grid = grid.reshape(views, height * width, 2)
+    redo = exact_cell.reshape(views, -1)[:, plan.cell.to(device)].nonzero(as_tuple=True)  # (view, pixel)
+    rays = plan.rays.to(device).reshape(views, height * width, 3)[redo]  # [M, 3]
+    grid[redo] = cube_coordinates(-(rays @ rotation), size) * scale - 1
+    return grid.reshape(views, height, width, 2)
 
 
 def render_views(
@@ -184,6 +264,7 @@ def render_views(
     width: int = WIDTH,
     height: int = HEIGHT,
     vfov: float = VFOV,
+    exact: bool = False,
 ) -> torch.Tensor:
     """Render perspective views of skyboxes: ``[B, V, 3, height, width]``.
 
@@ -193,6 +274,7 @@ def render_views(
         pose_rotations: ``[B, 3, 3]`` each viewpoint's pose rotation (``NavGraph.poses[:, :3, :3]``), or None
             for :data:`LEVEL_POSE` (face 3 at heading 0).
         width, height, vfov: the camera (MatterSim's R2R camera by default: 640x480, 60 degrees vertical).
+        exact: compute the cube lookup at every pixel instead of interpolating it (see :func:`_sampling_grid`).
 
     Ray directions per (heading, elevation) set are computed once and cached; each call then rotates them by
     the poses and samples all views of the batch with a single ``grid_sample``.
@@ -211,18 +293,12 @@ def render_views(
         pose_rotations = LEVEL_POSE.expand(batch, 3, 3)
     rotations = torch.as_tensor(pose_rotations, dtype=torch.float32, device=device).reshape(batch, 3, 3)
 
-    shared = bool((headings == headings[:1]).all() and (elevations == elevations[:1]).all())
-    scale = torch.tensor([2.0 / (size - 1), 2.0 / (6 * size - 1)], device=device)
-    grid = torch.empty(batch, views, height, width, 2, device=device)
+    grids = []
     for b in range(batch):
-        if b == 0 or not shared:
-            angles = tuple(zip(headings[b].tolist(), elevations[b].tolist()))
-            rays = _cached_rays(angles, width, height, float(vfov)).to(device)  # [V, H, W, 3]
-        for v in range(views):  # one view at a time keeps the temporaries small (and in cache)
-            directions = -(rays[v] @ rotations[b])  # [H, W, 3]: cube direction d = -R^T w
-            # align_corners=True below: -1 and +1 are the first and last texel centres
-            grid[b, v] = cube_coordinates(directions, size) * scale - 1
-    grid = grid.reshape(batch, views * height, width, 2)
+        angles = tuple(zip(headings[b].tolist(), elevations[b].tolist()))
+        plan = _plan(angles, width, height, float(vfov), COARSE_STEP)
+        grids.append(_sampling_grid(plan, rotations[b], size, exact))  # [V, H, W, 2]
+    grid = torch.stack(grids).reshape(batch, views * height, width, 2)
 
     stacked = faces.permute(0, 2, 1, 3, 4).reshape(batch, faces.shape[2], 6 * size, size)  # [B, 3, 6S, S]
     source = stacked.float() if not stacked.is_floating_point() else stacked
