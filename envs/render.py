@@ -161,7 +161,7 @@ class _Plan:
     rays: torch.Tensor  # [V, H, W, 3] rays through every pixel centre
     coarse: torch.Tensor  # [V, h, w, 3] rays at every COARSE_STEP-th pixel (the last row/column past the image)
     upsample: torch.Tensor  # [1, H, W, 2] where each pixel lies in the coarse lattice (grid_sample coordinates)
-    cell: torch.Tensor  # [H * W] index of the coarse cell holding each pixel
+    step: int  # pixels between lattice points
 
 
 @lru_cache(maxsize=4)
@@ -174,11 +174,8 @@ def _plan(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov
     col, row = torch.arange(width, dtype=torch.float64), torch.arange(height, dtype=torch.float64)
     upsample = torch.stack(torch.broadcast_tensors(col[None, :] / step / (w - 1) * 2 - 1,
                                                    row[:, None] / step / (h - 1) * 2 - 1), dim=-1)
-    cell_col = (torch.arange(width) // step).clamp(max=w - 2)
-    cell_row = (torch.arange(height) // step).clamp(max=h - 2)
-    cell = (cell_row[:, None] * (w - 1) + cell_col[None, :]).reshape(-1)
     rays = camera_rays(headings, elevations, width, height, vfov)
-    return _Plan(rays, coarse, upsample[None].float(), cell)
+    return _Plan(rays, coarse, upsample[None].float(), step)
 
 
 # Per GL target (+X, -X, +Y, -Y, +Z, -Z): the direction component and sign giving sc and tc (the OpenGL
@@ -217,7 +214,7 @@ def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool =
     """``grid_sample`` coordinates ``[V, H, W, 2]`` into the stacked faces for one pose.
 
     Computing the cube lookup for every pixel costs several times the sampling itself on a CPU, so the face
-    choice is made on a lattice every :data:`COARSE_STEP` pixels. Within one face the lookup is a ratio of
+    choice is made on a lattice every :data:`COARSE_STEP` pixels (8). Within one face the lookup is a ratio of
     linear functions of the pixel position (``sc / major``, ``tc / major``), so the lattice stores the
     numerators and the denominator, which bilinear interpolation reproduces exactly, and each pixel does the
     division. Cells whose corners lie on different faces or near a face edge (where clamping starts) are
@@ -250,8 +247,15 @@ def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool =
                        align_corners=True)  # [V, 4, H, W]
     grid = torch.stack([up[:, 0] / up[:, 2], torch.addcdiv(up[:, 3], up[:, 1], up[:, 2])], dim=-1)  # [V, H, W, 2]
     grid = grid.reshape(views, height * width, 2)
-    redo = exact_cell.reshape(views, -1)[:, plan.cell.to(device)].nonzero(as_tuple=True)  # (view, pixel)
-    rays = plan.rays.to(device).reshape(views, height * width, 3)[redo]  # [M, 3]
+    # pixels of the exact cells, edges included (a pixel on a cell edge may belong to either neighbour)
+    view, cell_row, cell_col = exact_cell.nonzero(as_tuple=True)  # [M] each
+    offsets = torch.arange(plan.step + 1, device=device)
+    rows = (cell_row * plan.step)[:, None, None] + offsets[None, :, None]  # [M, k+1, 1]
+    cols = (cell_col * plan.step)[:, None, None] + offsets[None, None, :]  # [M, 1, k+1]
+    inside = (rows < height) & (cols < width)  # [M, k+1, k+1]
+    pixel = (rows * width + cols)[inside]
+    redo = (view[:, None, None].expand_as(inside)[inside], pixel)  # (view, pixel) pairs
+    rays = plan.rays.to(device).reshape(views, height * width, 3)[redo]  # [P, 3]
     grid[redo] = cube_coordinates(-(rays @ rotation), size) * scale - 1
     return grid.reshape(views, height, width, 2)
 
