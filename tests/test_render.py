@@ -216,3 +216,17 @@ def test_interpolated_lookup_matches_the_per_pixel_one():
     exact = render_views(faces, headings[::5], elevations[::5], pose[None], width=160, height=120, exact=True)
     diff = (fast.int() - exact.int()).abs()
     assert diff.max() <= 1 and (diff > 0).float().mean() < 0.002
+
+
+def test_agrees_with_the_synthetic_worlds_skybox_writer():
+    """envs.world paints texel (face, row, col) with what lies along its face_directions; rendering a skybox
+    whose texels hold their own directions must give back each pixel's camera ray."""
+    world_render = pytest.importorskip("envs.world.render")
+    pose = _yaw_pose(0.8).numpy()
+    directions = torch.from_numpy(world_render.face_directions(64, pose)).permute(0, 3, 1, 2)  # [6, 3, S, S]
+    headings, elevations = torch.tensor([0.0, 2.0, 4.0]), torch.tensor([0.0, 0.5, -0.5])
+    seen = render_views(directions[None].float(), headings, elevations, torch.from_numpy(pose)[None].float(),
+                        width=40, height=30)[0]  # [V, 3, H, W]
+    rays = camera_rays(headings, elevations, 40, 30).permute(0, 3, 1, 2)  # [V, 3, H, W]
+    cosine = F.cosine_similarity(seen, rays, dim=1)
+    assert cosine.min() > 0.999
