@@ -65,7 +65,8 @@ class Trainer:
                       metrics_in_info=False)
         self.train_env = VLNVectorEnv(cfg.data_dir, "train", num_envs=cfg.batch_size, seed=cfg.seed, **common)
         self.data_dir = self.train_env.data.data_dir
-        self.val_envs = {split: VLNVectorEnv(cfg.data_dir, split, num_envs=cfg.batch_size, shuffle=False, **common)
+        self.val_envs = {split: VLNVectorEnv(cfg.data_dir, split, num_envs=cfg.eval_batch_size, shuffle=False,
+                                             **common)
                          for split in VAL_SPLITS}
         self.common = common
         vocab, dim = self.train_env.vocab, self.train_env.feature_dim
@@ -229,7 +230,7 @@ class Trainer:
         for split, entries in results.items():
             atomic_write_json(self.out / "results" / f"{split}.json", entries)
         try:
-            test_env = VLNVectorEnv(self.cfg.data_dir, "test", num_envs=self.cfg.batch_size, shuffle=False,
+            test_env = VLNVectorEnv(self.cfg.data_dir, "test", num_envs=self.cfg.eval_batch_size, shuffle=False,
                                     **self.common)
         except DataError:
             return  # no test split in this data directory

@@ -40,6 +40,8 @@ class TrainConfig:
     """iterations between validation runs and checkpoints"""
     batch_size: int = 64
     """episodes per rollout"""
+    eval_batch_size: int = 64
+    """episodes per rollout when evaluating (greedy decoding; larger is faster)"""
     max_steps: int = 35
     """actions per episode before it is cut off"""
     il_weight: float | None = None

@@ -40,6 +40,8 @@ def observation_space(data: TaskData, mode: str = "features") -> gym.spaces.Dict
         spaces["candidate_angles"] = gym.spaces.Box(-2 * np.pi, 2 * np.pi, shape=(k, 2), dtype=np.float32)
     else:
         raise ValueError(f"observation mode must be 'features' or 'indices', got {mode!r}")
+    spaces["heading"] = gym.spaces.Box(0.0, 2 * np.pi, shape=(), dtype=np.float32)
+    spaces["elevation"] = gym.spaces.Box(-np.pi / 2, np.pi / 2, shape=(), dtype=np.float32)
     spaces["action_mask"] = gym.spaces.MultiBinary(k + 1)
     return gym.spaces.Dict(spaces)
 
@@ -200,11 +202,12 @@ class VLNVectorEnv(VectorEnv):
                 "heading_index": s.heading_ix.copy(),
                 "candidate_view": self.data.tables.cand_point[s.row],
                 "candidate_angles": np.stack(s.candidate_angles(), axis=-1),
+                "heading": s.heading(), "elevation": s.elevation(),
                 "action_mask": s.action_mask(),
             }
         cand, mask = s.candidate_features()
         return {"instruction": s.instructions.copy(), "view_features": s.view_features(),
-                "candidate_features": cand, "action_mask": mask}
+                "candidate_features": cand, "heading": s.heading(), "elevation": s.elevation(), "action_mask": mask}
 
     def _info(self) -> dict:
         s = self.state

@@ -211,6 +211,14 @@ class BatchState:
         rel_heading = t.cand_heading[self.row] - (self.heading_ix * HEADING_STEP)[:, None].astype(np.float32)
         return rel_heading, t.cand_elevation[self.row]
 
+    def heading(self) -> np.ndarray:
+        """[B] float32 the agent's heading (radians, on MatterSim's 30-degree grid)."""
+        return (self.heading_ix * HEADING_STEP).astype(np.float32)
+
+    def elevation(self) -> np.ndarray:
+        """[B] float32 the agent's elevation (radians)."""
+        return np.asarray(ELEVATIONS, dtype=np.float32)[self.elevation_ix]
+
     def action_mask(self) -> np.ndarray:
         """[B, K + 1] bool: STOP (while active) and the real candidates."""
         valid = self.tables.cand_target[self.row] >= 0  # (B, K)

@@ -32,6 +32,8 @@ class VLNEnv(gym.Env):
       ``[sin h, cos h, sin e, cos e] x 32`` (h relative to the agent's heading, e the view's elevation).
     - ``candidate_features``: float32 [K, D + 128], the feature of the view each candidate is seen from and
       its angle feature (heading relative to the agent, absolute elevation); zeros on padding.
+    - ``heading``, ``elevation``: float32 scalars, the agent's camera angles (EnvDrop feeds their angle
+      feature to the decoder as the previous action).
     - ``action_mask``: int8 [K + 1], 1 where the action is valid.
 
     ## Starting State
@@ -144,6 +146,8 @@ class VLNEnv(gym.Env):
             "instruction": self.state.instructions[0].copy(),
             "view_features": self.state.view_features()[0],
             "candidate_features": cand[0],
+            "heading": self.state.heading()[0],
+            "elevation": self.state.elevation()[0],
             "action_mask": mask[0].astype(np.int8),
         }
 

@@ -29,3 +29,11 @@ def tiny_world(tmp_path_factory):
     build_world(out, WorldConfig(houses_seen=3, houses_unseen=2, houses_test=1, paths_per_house=24,
                                  eval_paths_per_house=10, image_size=32, workers=1))
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests run small models: one thread avoids torch's workers spinning against each other on 2 cores."""
+    import torch
+
+    torch.set_num_threads(1)
