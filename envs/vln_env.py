@@ -146,8 +146,8 @@ class VLNEnv(gym.Env):
             "instruction": self.state.instructions[0].copy(),
             "view_features": self.state.view_features()[0],
             "candidate_features": cand[0],
-            "heading": self.state.heading()[0],
-            "elevation": self.state.elevation()[0],
+            "heading": self.state.heading().reshape(-1)[0:1].reshape(()),
+            "elevation": self.state.elevation().reshape(-1)[0:1].reshape(()),
             "action_mask": mask[0].astype(np.int8),
         }
 
