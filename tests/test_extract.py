@@ -98,7 +98,8 @@ def test_resume_after_sigkill_gives_the_same_file(full_run, data_dir, tmp_path):
     out = tmp_path / "killed.h5"
     args = ["--encoder", "RN50", "--data-dir", str(data_dir), "--out", str(out), "--batch-size", "12",
             "--device", "cpu", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    # one thread, like the in-process runs (conftest), so float sums happen in the same order
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "features.extract", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = out.with_name(out.name + ".journal")
