@@ -16,7 +16,6 @@ the best follower, test included), ``scores.json`` and TensorBoard logs under ``
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path

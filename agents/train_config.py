@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from envs.cli import field_docs
+
 # Budgets: the paper's for real data (EnvDrop / CLIP-ViL run scripts), a 15-minute CPU run for the built-in world.
 PAPER_BUDGET = {"speaker_iters": 80_000, "iters": 80_000, "bt_iters": 100_000, "eval_every": 2_000}
-WORLD_BUDGET = {"speaker_iters": 1_500, "iters": 600, "bt_iters": 400, "eval_every": 100}
+WORLD_BUDGET = {"speaker_iters": 300, "iters": 300, "bt_iters": 80, "eval_every": 100}
 
 
 @dataclass
@@ -81,24 +81,13 @@ class TrainConfig:
         return dataclasses.replace(self, il_weight=il, **values)
 
 
-def _field_docs(cls) -> dict[str, str]:
-    """Field docstrings (the string literal after each field) for ``--help``."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)
-    return docs
-
-
 def build_parser() -> argparse.ArgumentParser:
     """``--help`` documents every option from the dataclass."""
     parser = argparse.ArgumentParser(
         prog="python -m agents.train",
         description="Train the EnvDrop speaker-follower agent (CLIP-ViL features) on R2R or RxR.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    docs = _field_docs(TrainConfig)
+    docs = field_docs(TrainConfig)
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         name = "--" + f.name.replace("_", "-")

@@ -49,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
                              "indices: it hands out table indices and the agent gathers (the fast path)")
     args = parser.parse_args(argv)
 
-    from envs.vector_env import VLNVectorEnv
 
     modes = ["features", "indices"] if args.mode == "both" else [args.mode]
     for mode in modes:

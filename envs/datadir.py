@@ -14,6 +14,7 @@ Any part may be missing; a command that needs it raises :class:`DataError` namin
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,19 @@ def data_error(path: str | os.PathLike, problem: str, fix: str = "") -> DataErro
     if fix:
         message += f". {fix}"
     return DataError(message)
+
+
+def read_json(path: str | os.PathLike, what: str, fix: str):
+    """Parse a JSON file; a missing file or bad JSON is one :class:`DataError` naming the file and ``fix``."""
+    path = Path(path)
+    if not path.exists():
+        raise data_error(path, f"{what} not found", fix)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise data_error(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", fix) from None
+    except UnicodeDecodeError as exc:
+        raise data_error(path, f"not UTF-8 text ({exc.reason})", fix) from None
 
 
 def shared_data_dir() -> Path:

@@ -11,14 +11,13 @@ float64 and cached, so the teacher action and every metric are table look-ups.
 
 from __future__ import annotations
 
-import json
 import math
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from envs.datadir import DataError, data_error
+from envs.datadir import DataError, data_error, read_json
 
 _FIELDS = ("image_id", "pose", "included", "unobstructed")
 
@@ -161,11 +160,8 @@ def load_records(path: Path) -> list[dict]:
     """Read a connectivity file, turning JSON and shape errors into one clear :class:`DataError`."""
     if not path.exists():
         raise data_error(path, "connectivity file not found", "Is the scan id right, and is it listed in scans.txt?")
-    try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise data_error(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
-                         "Restore the file from the Matterport3DSimulator connectivity download") from None
+    records = read_json(path, "connectivity file",
+                        "Restore the file from the Matterport3DSimulator connectivity download")
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise data_error(path, "expected a JSON list of viewpoint records")
     return records

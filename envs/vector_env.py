@@ -58,6 +58,8 @@ class VLNVectorEnv(VectorEnv):
         max_steps: actions per episode before truncation (EnvDrop: 35).
         languages: RxR language filter (``en``, ``hi``, ``te`` or full codes).
         seed: seeds the episode shuffle.
+        teacher: ``"shortest"`` (the next step on the shortest path to the goal; EnvDrop and CLIP-ViL, R2R and
+            RxR alike) or ``"path"`` (along the reference path, for RxR's non-shortest paths).
         episodes: play these episodes instead of the split's (e.g. augmented paths in the split's houses).
         metrics_in_info: put each finished episode's metrics in ``info["metrics"]`` at its last step (the
             trainer turns this off and asks :meth:`metrics` only when it evaluates).
@@ -75,7 +77,8 @@ class VLNVectorEnv(VectorEnv):
                  task: str = "r2r", num_envs: int = 64, max_steps: int = 35,
                  languages: list[str] | None = None, seed: int | None = None, shuffle: bool = True,
                  feature_dtype: str = "float32", observation_mode: str = "features",
-                 metrics_in_info: bool = True, episodes: list[Episode] | None = None) -> None:
+                 metrics_in_info: bool = True, episodes: list[Episode] | None = None,
+                 teacher: str = "shortest") -> None:
         self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype)
         self.num_envs = num_envs
         self.max_steps = max_steps
@@ -84,7 +87,8 @@ class VLNVectorEnv(VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.single_action_space = gym.spaces.Discrete(self.data.tables.max_candidates + 1)
         self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, self.data.tables.max_candidates + 1))
-        self.state = BatchState(self.data.tables, num_envs, max_steps, eager_metrics=metrics_in_info)
+        self.state = BatchState(self.data.tables, num_envs, max_steps, eager_metrics=metrics_in_info,
+                                teacher=teacher)
         self.metrics_in_info = metrics_in_info
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)

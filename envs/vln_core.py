@@ -149,7 +149,11 @@ class BatchState:
     """
 
     def __init__(self, tables: WorldTables, batch_size: int, max_steps: int | None,
-                 metric_options: MetricOptions = MetricOptions(), eager_metrics: bool = True) -> None:
+                 metric_options: MetricOptions = MetricOptions(), eager_metrics: bool = True,
+                 teacher: str = "shortest") -> None:
+        if teacher not in ("shortest", "path"):
+            raise ValueError(f"teacher must be 'shortest' or 'path', got {teacher!r}")
+        self.teacher = teacher
         self.tables = tables
         self.batch_size = batch_size
         self.max_steps = max_steps
@@ -182,6 +186,7 @@ class BatchState:
             self.heading_ix[i] = snap_heading(ep.heading)
         self.start_heading[:] = self.heading_ix
         self.moves = [[] for _ in range(self.batch_size)]
+        self.progress = np.zeros(self.batch_size, dtype=np.int64)  # furthest reference index reached
         self.metrics = [None] * self.batch_size
         self.elevation_ix[:] = 1
         self.steps[:] = 0
@@ -236,17 +241,39 @@ class BatchState:
         return out, self.action_mask()
 
     def teacher_actions(self) -> np.ndarray:
-        """Next step on the shortest path to the goal as an action (0 = STOP at the goal or when unknown)."""
+        """The teacher's action (0 = STOP at the goal or when no goal is known).
+
+        ``teacher="shortest"`` (EnvDrop and CLIP-ViL, R2R and RxR alike): the next step on the shortest path
+        to the goal. ``teacher="path"`` (for RxR's non-shortest paths): head for the reference viewpoint after
+        the furthest one reached so far, by the shortest path; STOP once the goal is reached after every
+        reference viewpoint.
+        """
         t = self.tables
         out = np.zeros(self.batch_size, dtype=np.int64)
-        todo = self.active & (self.goal >= 0) & (self.row != self.goal)
+        targets = self.goal if self.teacher == "shortest" else self._path_targets()
+        todo = self.active & (targets >= 0) & (self.row != targets)
         if not todo.any():
             return out
         rows = self.row[todo]
-        hop = t.next_hops(rows, self.goal[todo])  # (n,) local ix
+        hop = t.next_hops(rows, targets[todo])  # (n,) local ix
         targets = t.cand_target[rows]  # (n, K)
         match = (t.local_ix[np.maximum(targets, 0)] == hop[:, None]) & (targets >= 0)
         out[todo] = np.where(match.any(1), match.argmax(1) + 1, 0)
+        return out
+
+    def _path_targets(self) -> np.ndarray:
+        """Per episode, the row of the reference viewpoint after the furthest one reached (the path teacher)."""
+        t = self.tables
+        out = np.full(self.batch_size, -1, dtype=np.int64)
+        for i in np.flatnonzero(self.active & (self.goal >= 0)):
+            path = self.episodes[i].path
+            here = t.keys[self.row[i]][1]
+            for k in range(len(path) - 1, int(self.progress[i]) - 1, -1):
+                if path[k] == here:
+                    self.progress[i] = k
+                    break
+            nxt = min(int(self.progress[i]) + 1, len(path) - 1)
+            out[i] = t.row(self.episodes[i].scan, path[nxt])
         return out
 
     # -- stepping --------------------------------------------------------------------------------

@@ -56,7 +56,9 @@ class VLNEnv(gym.Env):
 
     ## Arguments
     ``data_dir`` (None: the built-in world), ``split``, ``features`` (file name or path, ``"none"`` for zeros),
-    ``task`` (``"r2r"``/``"rxr"``), ``languages`` (RxR filter), ``render_mode`` (``"rgb_array"`` or ``"ansi"``).
+    ``task`` (``"r2r"``/``"rxr"``), ``languages`` (RxR filter), ``render_mode`` (``"rgb_array"`` or ``"ansi"``),
+    ``teacher`` (``"shortest"``: next step on the shortest path to the goal, as EnvDrop/CLIP-ViL; ``"path"``:
+    along the reference path, for RxR's non-shortest paths).
 
     ## Version History
     - v0: first release.
@@ -66,12 +68,12 @@ class VLNEnv(gym.Env):
 
     def __init__(self, data_dir: str | Path | None = None, split: str = "train", features: str | None = None,
                  task: str = "r2r", languages: list[str] | None = None, render_mode: str | None = None,
-                 feature_dtype: str = "float32") -> None:
+                 feature_dtype: str = "float32", teacher: str = "shortest") -> None:
         self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype)
         self.observation_space = observation_space(self.data)
         self.action_space = gym.spaces.Discrete(self.data.tables.max_candidates + 1)
         self.render_mode = render_mode
-        self.state = BatchState(self.data.tables, 1, max_steps=None)
+        self.state = BatchState(self.data.tables, 1, max_steps=None, teacher=teacher)
         self._by_id = {ep.instr_id: ep for ep in self.data.episodes}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

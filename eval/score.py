@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.datadir import DataDir, DataError, data_error
+from envs.datadir import DataDir, DataError, data_error, read_json
 from envs.navgraph import NavGraph, load_graphs
 from eval.metrics import MetricOptions, aggregate, invalid_moves, score_episodes
 
@@ -52,13 +52,7 @@ class ScoreReport:
 def read_results(path: str | Path) -> list[dict]:
     """Read a results file, checking its shape: a list of objects with ``instr_id`` and ``trajectory``."""
     path = Path(path)
-    if not path.exists():
-        raise data_error(path, "results file not found", "Pass --results the JSON file your agent wrote")
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise data_error(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
-                         "Write the results with json.dump") from None
+    results = read_json(path, "results file", "Pass --results the JSON list your agent wrote (submission format)")
     if not isinstance(results, list):
         raise data_error(path, f"expected a JSON list of results, found {type(results).__name__}",
                          'Write [{"instr_id": ..., "trajectory": [[viewpoint, heading, elevation], ...]}, ...]')

@@ -11,7 +11,6 @@ and the official scorer use). The test split holds only the start viewpoint and 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.datadir import DataDir, DataError, data_error
+from envs.datadir import DataDir, DataError, data_error, read_json
 from tasks.tokenize import R2R_MAX_LEN, Vocab
 
 R2R_SPLITS = ("train", "val_seen", "val_unseen", "test")
@@ -92,10 +91,7 @@ def load_r2r(source: str | os.PathLike, split: str) -> list[Episode]:
     raises one :class:`DataError` naming the file, the entry index and the field.
     """
     path = resolve_split_file(source, split, "R2R")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise data_error(path, f"not valid JSON ({err})", "Download the split file again") from None
+    records = read_json(path, "R2R split file", "Download the split file again")
     if not isinstance(records, list):
         raise data_error(path, "top level is not a list of paths", "An R2R split file is a JSON list")
     episodes = []

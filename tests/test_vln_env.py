@@ -171,3 +171,50 @@ def test_render_rgb_from_skyboxes_and_text_without(tiny_world):
     text_env = gym.make("VLN-R2R-v0", data_dir=tiny_world, split="val_seen", render_mode="ansi")
     text_env.reset(seed=0)
     assert "distance to goal" in text_env.render()
+
+
+@pytest.mark.realdata
+def test_path_teacher_follows_the_reference_path(shared_data):
+    # 8 val_unseen reference paths are not shortest paths: only the path teacher walks them exactly
+    walked = {}
+    for teacher in ("shortest", "path"):
+        env = VLNVectorEnv(shared_data, "val_unseen", features="none", num_envs=64, teacher=teacher,
+                           metrics_in_info=False)
+        same = 0
+        for options in env.iter_batches():
+            _teacher_rollout(env, options)
+            for i in range(options["count"]):
+                visited = env.state.visited(i)
+                collapsed = [vp for k, vp in enumerate(visited) if k == 0 or vp != visited[k - 1]]
+                same += collapsed == env.state.episodes[i].path
+        walked[teacher] = same
+    assert walked["path"] == 2349
+    assert walked["shortest"] == 2349 - 8 * 3  # 8 paths, 3 instructions each
+
+
+def test_trajectories_replay_exactly_on_the_mattersim_rules(tiny_world):
+    """Every entry of an env trajectory is the simulator's state after one EnvDrop action (turn or move)."""
+    from envs.simulator import Simulator
+
+    env = VLNVectorEnv(tiny_world, "val_unseen", num_envs=8, seed=4)
+    obs, info = env.reset()
+    rng = np.random.default_rng(4)
+    for _ in range(6):
+        mask = obs["action_mask"]
+        obs, _, _, _, info = env.step((rng.random(mask.shape) * mask).argmax(1))  # random valid actions
+    sim = Simulator.for_r2r(tiny_world / "connectivity")
+    for i, entry in enumerate(env.results()):
+        ep = env.state.episodes[i]
+        traj = entry["trajectory"]
+        sim.newEpisode([ep.scan], [ep.path[0]], [ep.heading], [0.0])
+        state = sim.getState()[0]
+        assert [state.location.viewpointId, state.heading, state.elevation] == traj[0]
+        for prev, cur in zip(traj, traj[1:]):
+            if cur[0] == prev[0]:  # a turn: one 30-degree step up/down or right
+                up = np.sign(round(cur[2] - prev[2], 6))
+                sim.makeAction([0], [0.0 if up else 1.0], [float(up)])
+            else:
+                ids = [loc.viewpointId for loc in sim.getState()[0].navigableLocations]
+                sim.makeAction([ids.index(cur[0])], [0.0], [0.0])
+            state = sim.getState()[0]
+            assert [state.location.viewpointId, state.heading, state.elevation] == cur

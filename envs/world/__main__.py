@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
 import sys
 from dataclasses import fields
 from pathlib import Path
 
+from envs.cli import field_docs
 from envs.datadir import DataError
 from envs.world.writer import WorldConfig, build_world
-
-
-def _field_docs() -> dict[str, str]:
-    """The docstring under each WorldConfig field, for --help."""
-    tree = ast.parse(inspect.getsource(WorldConfig))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)
-    return docs
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,7 +17,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder to create (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    docs = _field_docs()
+    docs = field_docs(WorldConfig)
     for f in fields(WorldConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "skyboxes":
