@@ -220,3 +220,21 @@ def test_cli_builds_and_refuses_to_overwrite(tmp_path, capsys):
     with pytest.raises(DataError):
         build_world(out, WorldConfig())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_clip_features_go_through_the_extraction_command(tmp_path, monkeypatch):
+    """``--clip-encoder`` hands the world's skyboxes to ``python -m features.extract`` (tested on its own)."""
+    import features.extract
+    from envs.world.__main__ import main as world_main
+
+    calls = []
+    monkeypatch.setattr(features.extract, "main", lambda argv: calls.append(argv) or 0)
+    out = tmp_path / "w"
+    assert world_main(["--out", str(out), "--houses-seen", "1", "--houses-unseen", "1", "--houses-test", "1",
+                       "--paths-per-house", "4", "--eval-paths-per-house", "2", "--image-size", "16",
+                       "--clip-encoder", "RN50", "--clip-weights", "w.pt"]) == 0
+    assert calls == [["--encoder", "RN50", "--data-dir", str(out), "--out", str(out / "features" / "clip-rn50.h5"),
+                      "--weights", "w.pt"]]
+    assert world_main(["--out", str(tmp_path / "n"), "--houses-seen", "1", "--houses-unseen", "1",
+                       "--houses-test", "1", "--paths-per-house", "4", "--eval-paths-per-house", "2",
+                       "--no-skyboxes", "--clip-encoder", "RN50"]) == 2
