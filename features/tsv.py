@@ -1,0 +1,142 @@
+"""The legacy feature TSV of R2R / EnvDrop / CLIP-ViL: a lazy reader and an atomic writer."""
+
+from __future__ import annotations
+
+import binascii
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from envs.datadir import DataError, data_error
+from features.store import TSV_COLUMNS, VIEWS, FeatureStore, feature_key
+
+def _number(text: bytes) -> int | float | str:
+    """A TSV image-setting column as int when it is one, else float, else the raw text."""
+    value = text.decode("utf-8", "replace")
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+class TSVFeatureStore(FeatureStore):
+    """Legacy R2R feature TSV, read lazily: one scan for keys and offsets, base64 decoded on access."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = open(self.path, "rb")
+        self._rows: dict[str, tuple[int, int, int]] = {}  # key -> (byte offset, byte length, line number)
+        self.attrs = {"format": "tsv"}
+        self.dim = 0
+        self._scan()
+
+    def _scan(self) -> None:
+        """Index every row; check column count and the decoded size without decoding."""
+        offset = 0
+        for line_no, line in enumerate(self._file, start=1):
+            start, offset = offset, offset + len(line)
+            stripped = line.rstrip(b"\r\n")
+            if not stripped.strip():
+                continue
+            fields = stripped.split(b"\t")
+            if len(fields) != len(TSV_COLUMNS):
+                raise data_error(
+                    self.path,
+                    f"line {line_no} has {len(fields)} tab-separated columns, expected {len(TSV_COLUMNS)} "
+                    f"({', '.join(TSV_COLUMNS)})",
+                    "Rewrite the file with features.store.write_tsv",
+                )
+            if line_no == 1 and fields[0] == b"scanId":
+                continue  # a header row, which some converters add
+            key = feature_key(fields[0].decode(), fields[1].decode())
+            data = fields[5]
+            dim = self._dim_of(data, line_no, key)
+            if not self._rows:
+                self.dim = dim
+                self.attrs.update(image_w=_number(fields[2]), image_h=_number(fields[3]), vfov=_number(fields[4]))
+            elif dim != self.dim:
+                raise data_error(
+                    self.path,
+                    f"line {line_no} ({key}) holds [36, {dim}] features but earlier rows hold [36, {self.dim}]",
+                    "Every row must come from the same encoder; regenerate the file",
+                )
+            self._rows[key] = (start + len(stripped) - len(data), len(data), line_no)
+        if not self._rows:
+            raise data_error(self.path, "holds no feature rows", "Check that it is the right file")
+
+    def _dim_of(self, data: bytes, line_no: int, key: str) -> int:
+        """D from the base64 text length: its decoded bytes must split into 36 float32 x D."""
+        if len(data) % 4:
+            raise self._corrupt(line_no, key, f"base64 length {len(data)} is not a multiple of 4")
+        n_bytes = len(data) // 4 * 3 - len(data[-2:]) + len(data[-2:].rstrip(b"="))
+        if n_bytes == 0 or n_bytes % (VIEWS * 4):
+            raise data_error(
+                self.path,
+                f"line {line_no} ({key}): features decode to {n_bytes} bytes, not 36 views x D float32",
+                "The features column must be base64 of float32 [36, D] in C order",
+            )
+        return n_bytes // (VIEWS * 4)
+
+    def _corrupt(self, line_no: int, key: str, problem: str) -> DataError:
+        return data_error(
+            self.path,
+            f"line {line_no} ({key}): corrupt base64 in the features column ({problem})",
+            "Download or regenerate the file",
+        )
+
+    def keys(self) -> list[str]:
+        return list(self._rows)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def _read(self, key: str) -> np.ndarray:
+        offset, length, line_no = self._rows[key]
+        self._file.seek(offset)
+        try:
+            raw = binascii.a2b_base64(self._file.read(length), strict_mode=True)
+        except binascii.Error as err:
+            raise self._corrupt(line_no, key, str(err)) from None
+        return np.frombuffer(raw, dtype="<f4").reshape(VIEWS, self.dim)
+
+    def _read_order(self, keys: list[str]) -> Iterable[int]:
+        return sorted(range(len(keys)), key=lambda i: self._rows[keys[i]][0])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def write_tsv(
+    path: str | os.PathLike,
+    rows: Iterable[tuple[str, str, np.ndarray]],
+    image_w: int = 640,
+    image_h: int = 480,
+    vfov: int | float = 60,
+) -> int:
+    """Write ``(scan, viewpoint, features [36, D])`` rows in the legacy TSV layout; returns the row count.
+
+    Written to a temporary file and renamed, so an interrupted write never leaves a truncated TSV.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    count = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for scan, viewpoint, array in rows:
+                array = np.ascontiguousarray(array, dtype="<f4")
+                if array.ndim != 2 or array.shape[0] != VIEWS:
+                    raise ValueError(f"features of {scan}_{viewpoint} have shape {array.shape}, expected (36, D)")
+                head = f"{scan}\t{viewpoint}\t{image_w}\t{image_h}\t{vfov}\t".encode()
+                out.write(head + binascii.b2a_base64(array.tobytes(), newline=False) + b"\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
