@@ -59,7 +59,7 @@ class TrainConfig:
     select_by: str = "success"
     """val_unseen metric that picks the best follower: success (EnvDrop) or spl"""
     languages: str | None = None
-    """RxR language group to train (en, hi or te; CLIP-ViL trains one model per language)"""
+    """RxR language group to train (en, hi or te; CLIP-ViL trains one model per language; default en)"""
     out: str | None = None
     """output folder (config, checkpoints, TensorBoard logs, results); default runs/{task}-{time}"""
     resume: bool = False
@@ -78,7 +78,8 @@ class TrainConfig:
         budget = PAPER_BUDGET if self.data_dir else WORLD_BUDGET
         values = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in budget.items()}
         il = self.il_weight if self.il_weight is not None else (0.4 if self.task == "rxr" else 0.2)
-        return dataclasses.replace(self, il_weight=il, **values)
+        languages = self.languages or ("en" if self.task == "rxr" else None)  # one model per language
+        return dataclasses.replace(self, il_weight=il, languages=languages, **values)
 
 
 def build_parser() -> argparse.ArgumentParser:

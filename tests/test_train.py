@@ -103,3 +103,14 @@ def test_follower_overfits_a_handful_of_world_episodes(tiny_world):
             if rates[-1] == 1.0:
                 break
     assert rates[0] < 1.0 and rates[-1] == 1.0, rates
+
+
+def test_rxr_trains_one_language(tiny_world, tmp_path):
+    out = tmp_path / "rxr"
+    assert train.main(["rxr", "--data-dir", str(tiny_world), "--out", str(out), "--only", "follower", "--iters", "2",
+                       "--languages", "hi", *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["languages"] == "hi" and config["il_weight"] == 0.4
+    results = json.loads((out / "results" / "val_unseen.json").read_text())
+    hindi = [e for e in train.VLNVectorEnv(tiny_world, "val_unseen", task="rxr", languages=["hi"]).episodes]
+    assert {r["instr_id"] for r in results} == {e.instr_id for e in hindi}
