@@ -87,15 +87,25 @@ def test_instructions_name_the_goal_landmark(world):
             assert any(o in last for o in named), text
 
 
-def test_first_turn_word_matches_the_start_heading(world):
-    from envs.world.language import turn_word, wrap
-    for ep in _r2r(world, "train")[:30]:
-        g = load_graph(world / "connectivity", ep["scan"])
-        a, b = g.position(ep["path"][0]), g.position(ep["path"][1])
-        word = turn_word(wrap(math.atan2(b[0] - a[0], b[1] - a[1]) - ep["heading"]))
-        expect = {"left": "left", "right": "right", "around": "around", "forward": ""}[word]
-        first = ep["instructions"][0].split(",")[0].split(".")[0].lower()
-        assert expect in first, (word, ep["instructions"][0])
+def test_instructions_keep_some_turns_in_order_and_name_landmarks_for_the_rest():
+    from envs.world.language import TURN_KEEP, Step, r2r_instruction
+    from envs.world.layout import Obj
+
+    sofa = Obj(kind="sofa", colour="red", room=0, box=(0, 1, 0, 1, 0, 1))
+    fridge = Obj(kind="fridge", colour="white", room=1, box=(0, 1, 0, 1, 0, 1))
+    plan = [Step("turn", "left"), Step("pass", "left", sofa), Step("enter", room="kitchen"),
+            Step("turn", "right"), Step("pass", "right", fridge), Step("stop", obj=fridge, room="kitchen")]
+    kept = 0
+    for seed in range(300):
+        text = r2r_instruction(plan, np.random.default_rng(seed)).lower()
+        words = [w.strip(".,") for w in text.split()]
+        turns = [w for w in words if w in ("left", "right", "around")]
+        assert turns in ([], ["left"], ["right"], ["left", "right"]), text  # right words, right order
+        if "left" not in turns:  # a dropped turn: the landmark says where to head
+            assert "towards the red sofa" in text or "to the red sofa" in text, text
+        assert "white fridge" in text and "kitchen" in text
+        kept += len(turns)
+    assert abs(kept / 600 - TURN_KEEP) < 0.06
 
 
 def test_rxr_has_four_languages_and_timings(world):

@@ -116,25 +116,41 @@ def _pick(rng: np.random.Generator, options: list[str]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
+TURN_KEEP = 0.25  # share of turns an R2R-style instruction spells out; the rest are carried by landmarks
+
+
 def r2r_instruction(plan: list[Step], rng: np.random.Generator) -> str:
-    """One short R2R-style English instruction (some landmarks dropped at random, like human writers)."""
+    """One short R2R-style English instruction.
+
+    Like human writers, it names landmarks more than turns: most turns are left out (kept with probability
+    :data:`TURN_KEEP`), and a dropped turn before an object becomes "head towards the {obj}". So the way is
+    found by grounding rooms and objects in what the agent sees; a blind agent must guess it.
+    """
     t = lx.EN_R2R
     clauses: list[str] = []
     i = 0
+    towards = False  # the previous turn was dropped: say where to head instead
     while i < len(plan) - 1:
         s = plan[i]
         if s.kind == "turn":
-            clauses.append(_pick(rng, t["turn"][s.word]))
+            if rng.random() < TURN_KEEP:
+                clauses.append(_pick(rng, t["turn"][s.word]))
+            else:
+                towards = True
+            i += 1
+            continue
+        if s.kind == "pass" and towards:
+            clauses.append(_pick(rng, t["toward"]).format(obj=s.obj.name))
         elif s.kind == "pass" and i + 1 < len(plan) and plan[i + 1].kind == "enter":
             clauses.append(_pick(rng, t["pass_enter"]).format(obj=s.obj.name, room=plan[i + 1].room))
             i += 1
         elif s.kind == "pass":
-            if rng.random() < 0.75:
-                clauses.append(_pick(rng, t["pass"]).format(obj=s.obj.name))
+            clauses.append(_pick(rng, t["pass"]).format(obj=s.obj.name))
         elif s.kind == "enter":
             clauses.append(_pick(rng, t["enter"]).format(room=s.room))
         elif s.kind in ("up", "down", "forward"):
             clauses.append(_pick(rng, t[s.kind]))
+        towards = False
         i += 1
     text = ""
     for k, clause in enumerate(clauses):

@@ -82,6 +82,7 @@ EN_R2R = {
     "turn": {"left": ["turn left", "go left", "make a left"], "right": ["turn right", "go right", "make a right"],
              "around": ["turn around", "turn back"], "forward": ["walk forward", "go straight ahead", "head forward"]},
     "pass": ["walk past the {obj}", "go past the {obj}", "pass the {obj}", "walk by the {obj}"],
+    "toward": ["head towards the {obj}", "walk towards the {obj}", "go to the {obj}"],
     "enter": ["enter the {room}", "walk into the {room}", "go into the {room}", "continue into the {room}"],
     "pass_enter": ["walk past the {obj} into the {room}", "go past the {obj} and into the {room}"],
     "up": ["go up the stairs", "climb the stairs", "walk up the staircase"],
