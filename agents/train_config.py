@@ -11,7 +11,7 @@ from envs.cli import field_docs
 
 # Budgets: the paper's for real data (EnvDrop / CLIP-ViL run scripts), a 15-minute CPU run for the built-in world.
 PAPER_BUDGET = {"speaker_iters": 80_000, "iters": 80_000, "bt_iters": 100_000, "eval_every": 2_000}
-WORLD_BUDGET = {"speaker_iters": 300, "iters": 300, "bt_iters": 80, "eval_every": 100}
+WORLD_BUDGET = {"speaker_iters": 150, "iters": 400, "bt_iters": 50, "eval_every": 100}
 
 
 @dataclass

@@ -4,7 +4,7 @@ For every view (``ix = heading_index + 12 * elevation_index``; heading ``30° * 
 from +y, elevation -30°, 0°, +30°) a grid of rays spanning the R2R camera (640x480, vertical field of view
 60°) is cast into the house. Each hit adds the *concepts* of the surface it lands on (a room's wall adds
 the room type, a floor adds "floor" and the room type, an object adds its kind, its colour and the
-colour-kind pair), weighted by nearness ``1 / (1 + d / 4 m)``. The per-view concept weights are mapped to
+colour-kind pair, weighed up by ``OBJECT_SALIENCE``), weighted by nearness ``1 / (1 + d / 4 m)``. The per-view concept weights are mapped to
 D dimensions by a fixed random projection (the same for every world, seeded by ``PROJECTION_SEED``) and a
 little Gaussian noise is added. So the features carry exactly the landmarks that the instructions name,
 where they are visible, and an agent that reads them can ground "the red sofa" or "the kitchen";
@@ -22,6 +22,7 @@ from envs.world.layout import COLOURS, OBJECT_KINDS, ROOM_TYPES, House
 from envs.world.render import Surfaces, cast
 
 PROJECTION_SEED = 20_240_901  # fixed: the "appearance" of a concept is the same in every world
+OBJECT_SALIENCE = 4.0  # objects fill few rays of a view but are what instructions name: weigh them up
 SURFACE_CONCEPTS = ["wall", "floor", "ceiling"]
 RAYS_X, RAYS_Y = 8, 6  # rays per view
 VFOV = math.radians(60.0)
@@ -63,6 +64,7 @@ def label_concepts(house: House) -> np.ndarray:
             row[vocab[obj.colour]] = 0.7
             row[vocab[obj.name]] = 1.0
             row[vocab[house.rooms[obj.room].kind]] = 0.2
+        row *= OBJECT_SALIENCE
     return out
 
 

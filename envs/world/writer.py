@@ -28,7 +28,7 @@ from envs.world.language import goal_object, r2r_instruction, route_plan, rxr_in
 from envs.world.layout import COLOURS, OBJECT_KINDS, ROOM_TYPES, House, generate_house, pose_matrix
 from envs.world.render import render_skybox, surfaces
 
-WORLD_VERSION = 2  # bumped when the generated content changes (cache folder name)
+WORLD_VERSION = 3  # bumped when the generated content changes (cache folder name)
 FEATURE_NAME = "world"
 
 
