@@ -201,13 +201,18 @@ class BatchState:
 
     # -- observation pieces ----------------------------------------------------------------------
     def view_features(self) -> np.ndarray:
-        """[B, 36, D + 128]: each view's image feature and its angle relative to the agent's heading."""
+        """[B, 36, D + 128]: each view's image feature and its angle relative to the agent's heading.
+
+        Finished episodes observe zeros: nothing is gathered for them.
+        """
         t = self.tables
         d = t.feature_dim
         out = np.empty((self.batch_size, VIEW_COUNT, d + ANGLE_DIM), dtype=np.float32)
-        for i, r in enumerate(self.row.tolist()):  # row by row: a third faster than one fancy-index gather
+        out[~self.active] = 0.0
+        live = np.flatnonzero(self.active)
+        for i, r in zip(live.tolist(), self.row[live].tolist()):  # row by row: faster than a fancy-index gather
             out[i, :, :d] = t.features[r]  # (36, D)
-        out[..., d:] = self.view_angles[self.heading_ix]  # (B, 36, 128)
+        out[live, :, d:] = self.view_angles[self.heading_ix[live]]  # (n, 36, 128)
         return out
 
     def candidate_angles(self) -> tuple[np.ndarray, np.ndarray]:
@@ -233,11 +238,15 @@ class BatchState:
         """Candidate features [B, K, D + 128] (zeros on padding) and the action mask [B, K + 1]."""
         t = self.tables
         d = t.feature_dim
-        valid = t.cand_target[self.row] >= 0  # (B, K)
-        out = np.empty((self.batch_size, t.max_candidates, d + ANGLE_DIM), dtype=np.float32)
-        out[..., :d] = t.features[self.row[:, None], t.cand_point[self.row]]  # (B, K, D)
-        out[..., d:] = angle_features(*self.candidate_angles(), ANGLE_DIM)  # (B, K, 128)
-        out[~valid] = 0.0
+        out = np.zeros((self.batch_size, t.max_candidates, d + ANGLE_DIM), dtype=np.float32)
+        live = np.flatnonzero(self.active)  # finished episodes observe zeros
+        rows = self.row[live]
+        feats = np.empty((len(live), t.max_candidates, d + ANGLE_DIM), dtype=np.float32)
+        feats[..., :d] = t.features[rows[:, None], t.cand_point[rows]]  # (n, K, D)
+        heading, elevation = self.candidate_angles()
+        feats[..., d:] = angle_features(heading[live], elevation[live], ANGLE_DIM)  # (n, K, 128)
+        feats[t.cand_target[rows] < 0] = 0.0  # padding
+        out[live] = feats
         return out, self.action_mask()
 
     def teacher_actions(self) -> np.ndarray:
