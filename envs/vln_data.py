@@ -145,24 +145,29 @@ def _load_cached(root: str, task: str, split: str, features, languages: tuple[st
                          + (f" in languages {languages}" if languages else ""))
     conn = data.require(data.connectivity, "connectivity folder")
     graphs = load_graphs(conn, sorted({ep.scan for ep in episodes}))
+    dtype = np.dtype(feature_dtype)
+    features_path = None
     if features is not None and not isinstance(features, str):  # an in-memory source with .table()
-        tables = build_tables(graphs, features, feature_dtype=np.dtype(feature_dtype))
-        vocabs = load_vocabs(data, task, languages)
-        out = TaskData(data.root, task, split, episodes, tables, vocabs, DEFAULT_MAX_INSTR_LEN[task], None)
-        out.encode_all()
-        return out
-    features_path = resolve_features(data, features)
-    if features_path is None:
-        tables = build_tables(graphs, None, feature_dtype=np.dtype(feature_dtype))
+        tables = build_tables(graphs, features, feature_dtype=dtype)
     else:
-        from features.store import open_features
+        features_path = resolve_features(data, features)
+        if features_path is None:
+            tables = build_tables(graphs, None, feature_dtype=dtype)
+        else:
+            from features.store import open_features
 
-        with open_features(features_path) as store:
-            tables = build_tables(graphs, store, feature_dtype=np.dtype(feature_dtype))
-    vocabs = load_vocabs(data, task, languages)
+            with open_features(features_path) as store:
+                tables = build_tables(graphs, store, feature_dtype=dtype)
+    vocabs = _cached_vocabs(str(data.root), task, languages)
     out = TaskData(data.root, task, split, episodes, tables, vocabs, DEFAULT_MAX_INSTR_LEN[task], features_path)
     out.encode_all()
     return out
+
+
+@lru_cache(maxsize=8)
+def _cached_vocabs(root: str, task: str, languages: tuple[str, ...] | None) -> dict[str, object]:
+    """The training split's vocabularies, built once per process (every split's env shares them)."""
+    return load_vocabs(DataDir(Path(root)), task, languages)
 
 
 def load_task_data(data_dir: str | Path | None = None, split: str = "train", task: str = "r2r",
