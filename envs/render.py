@@ -156,26 +156,30 @@ COARSE_STEP = 8  # pixels between the lattice points where the cube face is chos
 
 @dataclass(frozen=True)
 class _Plan:
-    """Pose-independent precomputation for one camera and set of (heading, elevation) views."""
+    """Pose-independent precomputation for one camera, one column range and one set of (heading, elevation)."""
 
-    rays: torch.Tensor  # [V, H, W, 3] rays through every pixel centre
-    coarse: torch.Tensor  # [V, h, w, 3] rays at every COARSE_STEP-th pixel (the last row/column past the image)
-    upsample: torch.Tensor  # [1, H, W, 2] where each pixel lies in the coarse lattice (grid_sample coordinates)
+    rays: torch.Tensor  # [V, H, C, 3] rays through the pixel centres of the rendered columns
+    coarse: torch.Tensor  # [V, h, w, 3] rays at every COARSE_STEP-th pixel of the whole image (the last past it)
+    upsample: torch.Tensor  # [1, H, C, 2] where each rendered pixel lies in the lattice (grid_sample coordinates)
     step: int  # pixels between lattice points
+    columns: tuple[int, int]  # the rendered columns (first, end)
 
 
 @lru_cache(maxsize=4)
-def _plan(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov: float, step: int) -> _Plan:
+def _plan(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov: float, step: int,
+          columns: tuple[int, int]) -> _Plan:
     headings = torch.tensor([a[0] for a in angles], dtype=torch.float64)
     elevations = torch.tensor([a[1] for a in angles], dtype=torch.float64)
     w, h = -(-(width - 1) // step) + 1, -(-(height - 1) // step) + 1  # lattice reaching past the last pixel
     coarse = camera_rays(headings, elevations, width, height, vfov,
                          cols=torch.arange(w) * step, rows=torch.arange(h) * step)
-    col, row = torch.arange(width, dtype=torch.float64), torch.arange(height, dtype=torch.float64)
+    # the lattice spans the whole image whatever the columns, so a rendered pixel comes out the same either way
+    col = torch.arange(*columns, dtype=torch.float64)
+    row = torch.arange(height, dtype=torch.float64)
     upsample = torch.stack(torch.broadcast_tensors(col[None, :] / step / (w - 1) * 2 - 1,
                                                    row[:, None] / step / (h - 1) * 2 - 1), dim=-1)
-    rays = camera_rays(headings, elevations, width, height, vfov)
-    return _Plan(rays, coarse, upsample[None].float(), step)
+    rays = camera_rays(headings, elevations, width, height, vfov, cols=col)
+    return _Plan(rays, coarse, upsample[None].float(), step, columns)
 
 
 # Per GL target (+X, -X, +Y, -Y, +Z, -Z): the direction component and sign giving sc and tc (the OpenGL
@@ -210,22 +214,26 @@ def cube_coordinates(directions: torch.Tensor, face_size: int) -> torch.Tensor:
     return st.reshape(*directions.shape[:-1], 2)
 
 
-def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool = False) -> torch.Tensor:
-    """``grid_sample`` coordinates ``[V, H, W, 2]`` into the stacked faces for one pose.
+def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool = False,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+    """``grid_sample`` coordinates ``[V, H, C, 2]`` into the stacked faces for one pose (written to ``out``).
 
     Computing the cube lookup for every pixel costs several times the sampling itself on a CPU, so the face
-    choice is made on a lattice every :data:`COARSE_STEP` pixels (8). Within one face the lookup is a ratio of
-    linear functions of the pixel position (``sc / major``, ``tc / major``), so the lattice stores the
-    numerators and the denominator, which bilinear interpolation reproduces exactly, and each pixel does the
-    division. Cells whose corners lie on different faces or near a face edge (where clamping starts) are
-    computed per pixel. A face's region of a view is convex, so a cell whose four corners share a face lies
-    inside it. ``exact=True`` computes every pixel (the result agrees to float rounding).
+    choice is made on a lattice every :data:`COARSE_STEP` pixels (8). Within one face both sample coordinates
+    are ratios of linear functions of the pixel position (``u = a / m``, ``v = b / m`` with ``a``, ``b`` and
+    the major component ``m`` linear), so the lattice stores ``a``, ``b`` and ``m``, which bilinear
+    interpolation reproduces exactly, and each pixel does the two divisions. Cells whose corners lie on
+    different faces or near a face edge (where clamping starts) are computed per pixel. A face's region of a
+    view is convex, so a cell whose four corners share a face lies inside it. ``exact=True`` computes every
+    pixel (the result agrees to float rounding).
     """
     views, height, width = plan.rays.shape[:3]
     device = rotation.device
+    grid = torch.empty(views, height, width, 2, device=device) if out is None else out
     scale = torch.tensor([2.0 / (size - 1), 2.0 / (6 * size - 1)], device=device)
     if exact:
-        return cube_coordinates(-(plan.rays.to(device) @ rotation), size) * scale - 1
+        grid.copy_(cube_coordinates(-(plan.rays.to(device) @ rotation), size) * scale - 1)
+        return grid
     coarse = plan.coarse.to(device)
     lattice = coarse.shape[1:3]
     sc_tc, major, face = _cube_raw(-(coarse @ rotation))  # [V*h*w, 2], [V*h*w], [V*h*w]
@@ -236,28 +244,31 @@ def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool =
     for rs, cs in ((slice(None, -1), slice(None, -1)), (slice(None, -1), slice(1, None)),
                    (slice(1, None), slice(None, -1)), (slice(1, None), slice(1, None))):
         exact_cell |= near_edge[:, rs, cs] | (face_grid[:, rs, cs] != face_grid[:, :-1, :-1])
-    # normalised coordinates: col = sc/major * S/(S-1); row = tc/major * S/(6S-1) + (2 S face + S - 1)/(6S-1) - 1
+    # normalised coordinates: u = sc/m * S/(S-1); v = (tc * S/(6S-1) + o m) / m with the face's row offset
+    # o = (2 S face + S - 1)/(6S-1) - 1, constant within a face, so o m is linear there as well
+    offset = (2 * size * face + size - 1).to(major.dtype) / (6 * size - 1) - 1
     channels = torch.stack([
         sc_tc[:, 0] * (size / (size - 1)),
-        sc_tc[:, 1] * (size / (6 * size - 1)),
+        torch.addcmul(sc_tc[:, 1] * (size / (6 * size - 1)), offset, major),
         major,
-        (2 * size * face + size - 1).to(major.dtype) / (6 * size - 1) - 1,
-    ], dim=0).reshape(4, views, *lattice).transpose(0, 1)  # [V, 4, h, w]
+    ], dim=0).reshape(3, views, *lattice).transpose(0, 1)  # [V, 3, h, w]
     up = F.grid_sample(channels, plan.upsample.to(device).expand(views, -1, -1, -1), mode="bilinear",
-                       align_corners=True)  # [V, 4, H, W]
-    grid = torch.stack([up[:, 0] / up[:, 2], torch.addcdiv(up[:, 3], up[:, 1], up[:, 2])], dim=-1)  # [V, H, W, 2]
-    grid = grid.reshape(views, height * width, 2)
+                       align_corners=True)  # [V, 3, H, C]
+    torch.div(up[:, 0], up[:, 2], out=grid[..., 0])
+    torch.div(up[:, 1], up[:, 2], out=grid[..., 1])
     # pixels of the exact cells, edges included (a pixel on a cell edge may belong to either neighbour)
     view, cell_row, cell_col = exact_cell.nonzero(as_tuple=True)  # [M] each
     offsets = torch.arange(plan.step + 1, device=device)
+    first, end = plan.columns
     rows = (cell_row * plan.step)[:, None, None] + offsets[None, :, None]  # [M, k+1, 1]
     cols = (cell_col * plan.step)[:, None, None] + offsets[None, None, :]  # [M, 1, k+1]
-    inside = (rows < height) & (cols < width)  # [M, k+1, k+1]
-    pixel = (rows * width + cols)[inside]
+    inside = (rows < height) & (cols >= first) & (cols < end)  # [M, k+1, k+1]
+    pixel = (rows * width + cols - first)[inside]
     redo = (view[:, None, None].expand_as(inside)[inside], pixel)  # (view, pixel) pairs
     rays = plan.rays.to(device).reshape(views, height * width, 3)[redo]  # [P, 3]
-    grid[redo] = cube_coordinates(-(rays @ rotation), size) * scale - 1
-    return grid.reshape(views, height, width, 2)
+    flat = grid.view(views, height * width, 2)
+    flat[redo] = cube_coordinates(-(rays @ rotation), size) * scale - 1
+    return grid
 
 
 def render_views(
@@ -269,6 +280,7 @@ def render_views(
     height: int = HEIGHT,
     vfov: float = VFOV,
     exact: bool = False,
+    columns: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Render perspective views of skyboxes: ``[B, V, 3, height, width]``.
 
@@ -279,37 +291,44 @@ def render_views(
             for :data:`LEVEL_POSE` (face 3 at heading 0).
         width, height, vfov: the camera (MatterSim's R2R camera by default: 640x480, 60 degrees vertical).
         exact: compute the cube lookup at every pixel instead of interpolating it (see :func:`_sampling_grid`).
+        columns: ``(first, end)``: render only these pixel columns and leave the others black, for a consumer
+            that never reads them (a centre crop: :meth:`features.encoders.Encoder.columns_read`).
 
     Ray directions per (heading, elevation) set are computed once and cached; each call then rotates them by
-    the poses and samples all views of the batch with a single ``grid_sample``.
+    the poses and samples every view with one ``grid_sample`` (a batch of views, so CPU threads share it).
     """
     if faces.ndim != 5 or faces.shape[1] != 6 or faces.shape[3] != faces.shape[4]:
         raise ValueError(f"faces must be [B, 6, 3, S, S], got {tuple(faces.shape)}")
-    batch, size, device = faces.shape[0], faces.shape[-1], faces.device
+    batch, channels, size, device = faces.shape[0], faces.shape[2], faces.shape[-1], faces.device
     headings = torch.as_tensor(headings, dtype=torch.float64)
     elevations = torch.as_tensor(elevations, dtype=torch.float64)
     if headings.ndim == 1:
         headings, elevations = headings.expand(batch, -1), elevations.expand(batch, -1)
     if headings.shape != elevations.shape or headings.shape[0] != batch:
         raise ValueError(f"headings {tuple(headings.shape)} and elevations {tuple(elevations.shape)} must be [B, V]")
+    first, end = (0, width) if columns is None else (int(columns[0]), int(columns[1]))
+    if not 0 <= first < end <= width:
+        raise ValueError(f"columns must satisfy 0 <= first < end <= width ({width}), got {columns}")
     views = headings.shape[1]
     if pose_rotations is None:
         pose_rotations = LEVEL_POSE.expand(batch, 3, 3)
     rotations = torch.as_tensor(pose_rotations, dtype=torch.float32, device=device).reshape(batch, 3, 3)
 
-    grids = []
+    grid = torch.empty(batch, views, height, end - first, 2, device=device)
     for b in range(batch):
         angles = tuple(zip(headings[b].tolist(), elevations[b].tolist()))
-        plan = _plan(angles, width, height, float(vfov), COARSE_STEP)
-        grids.append(_sampling_grid(plan, rotations[b], size, exact))  # [V, H, W, 2]
-    grid = torch.stack(grids).reshape(batch, views * height, width, 2)
+        plan = _plan(angles, width, height, float(vfov), COARSE_STEP, (first, end))
+        _sampling_grid(plan, rotations[b], size, exact, out=grid[b])
 
-    stacked = faces.permute(0, 2, 1, 3, 4).reshape(batch, faces.shape[2], 6 * size, size)  # [B, 3, 6S, S]
+    stacked = faces.permute(0, 2, 1, 3, 4).reshape(batch, channels, 6 * size, size)  # [B, 3, 6S, S]
     source = stacked.float() if not stacked.is_floating_point() else stacked
-    out = F.grid_sample(source, grid.to(source.dtype), mode="bilinear", padding_mode="border", align_corners=True)
-    out = out.reshape(batch, -1, views, height, width).permute(0, 2, 1, 3, 4)  # [B, V, 3, H, W]
-    if not faces.is_floating_point():
-        out = out.round_().clamp_(0, 255).to(faces.dtype)
+    out = torch.zeros(batch, views, channels, height, width, dtype=faces.dtype, device=device)
+    for b in range(batch):  # views as the grid_sample batch: CPU kernels parallelise over it
+        sampled = F.grid_sample(source[b : b + 1].expand(views, -1, -1, -1), grid[b].to(source.dtype),
+                                mode="bilinear", padding_mode="border", align_corners=True)  # [V, 3, H, C]
+        if not faces.is_floating_point():
+            sampled = sampled.add_(0.5).clamp_(0, 255)  # rounded (halves up) by the truncating copy below
+        out[b, ..., first:end] = sampled
     return out
 
 
@@ -319,8 +338,9 @@ def render_panorama(
     width: int = WIDTH,
     height: int = HEIGHT,
     vfov: float = VFOV,
+    columns: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The 36 discretized views of one skybox ``[6, 3, S, S]`` in view-index order: ``[36, 3, H, W]``."""
     headings, elevations = view_angles()
     rotations = None if pose_rotation is None else torch.as_tensor(pose_rotation).reshape(1, 3, 3)
-    return render_views(faces[None], headings, elevations, rotations, width, height, vfov)[0]
+    return render_views(faces[None], headings, elevations, rotations, width, height, vfov, columns=columns)[0]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -78,6 +79,14 @@ class Encoder:
     def is_vit(self) -> bool:
         return self.name.startswith("ViT")
 
+    def columns_read(self, width: int, height: int) -> tuple[int, int]:
+        """The pixel columns ``(first, end)`` of a ``width`` x ``height`` image that :meth:`preprocess` reads.
+
+        A centre crop of a wider-than-tall view drops its sides, so a renderer need not draw them
+        (:func:`envs.render.render_views` ``columns=``); the rest may be anything. See :func:`_columns_read`.
+        """
+        return _columns_read(self.image_size, self.crop, width, height)
+
     def preprocess(self, images: Images) -> torch.Tensor:
         """RGB images to the model's normalised input ``[B, 3, S, S]`` on its device and dtype.
 
@@ -124,6 +133,25 @@ class Encoder:
     def grid(self, images: Images) -> torch.Tensor:
         """Spatial features ``[B, C, h, w]``: ResNet final map (before attnpool) or ViT patch tokens."""
         return self.encode(images)[1]
+
+
+@lru_cache(maxsize=16)
+def _columns_read(size: int, crop: Crop, width: int, height: int) -> tuple[int, int]:
+    """Columns with any weight in the resize (+ crop) of :meth:`Encoder.preprocess`: ``(first, end)``.
+
+    Found, not derived: the gradient of the float resize's output sum with respect to its input is non-zero
+    exactly where the antialiased bicubic kernel reaches (the uint8 resize uses the same kernel supports), and
+    one column of margin on each side covers a weight that rounds differently.
+    """
+    probe = torch.ones(1, 1, height, width, requires_grad=True)
+    if crop == "center":
+        out = TF.center_crop(TF.resize(probe, size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True),
+                             [size, size])
+    else:
+        out = TF.resize(probe, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    (out * torch.rand_like(out).add_(1)).sum().backward()  # random output weights: no cancellation to zero
+    used = (probe.grad[0, 0] != 0).any(0).nonzero().flatten()
+    return max(int(used[0]) - 1, 0), min(int(used[-1]) + 2, width)
 
 
 def _as_chw_batch(images: Images) -> torch.Tensor:

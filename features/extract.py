@@ -184,6 +184,7 @@ def extract(config: ExtractConfig) -> ExtractStats:
         stats.skipped = len(mine) - len(todo)
         bar = tqdm(todo, desc=f"{encoder.name} rank {config.rank}", unit="vp", disable=config.quiet,
                    position=config.rank)
+        read = encoder.columns_read(WIDTH, HEIGHT)
         for scan, vp in bar:
             start = time.perf_counter()
             if config.views_dir is not None:
@@ -194,7 +195,8 @@ def extract(config: ExtractConfig) -> ExtractStats:
                 graph = load_graph(conn, scan)
                 rotation = torch.from_numpy(graph.poses[graph.ix(vp), :3, :3].copy())
                 loaded = time.perf_counter()
-                views = render_panorama(faces, rotation, WIDTH, HEIGHT, VFOV)  # [36, 3, 480, 640] uint8
+                # only the columns the encoder's resize and crop read; the rest stay black
+                views = render_panorama(faces, rotation, WIDTH, HEIGHT, VFOV, columns=read)  # [36, 3, 480, 640]
                 stats.load_s += loaded - start
                 stats.render_s += time.perf_counter() - loaded
             start = time.perf_counter()

@@ -134,6 +134,27 @@ def test_channel_order_and_crop(rn50):
     assert squeeze.preprocess(rgb).shape == (1, 3, 224, 224)
 
 
+@pytest.mark.parametrize("crop", ["center", "none"])
+def test_columns_read_are_all_that_preprocessing_reads(rn50, crop):
+    from dataclasses import replace
+
+    model = replace(rn50, crop=crop)
+    first, end = model.columns_read(640, 480)
+    rgb = _views(1, seed=3)
+    outside = rgb.copy()
+    outside[:, :, :first] = 0
+    outside[:, :, end:] = 255
+    assert torch.equal(model.preprocess(outside), model.preprocess(rgb))
+    if crop == "none":
+        assert (first, end) == (0, 640)
+        return
+    assert 60 < first and end < 580  # the centre crop reads about the middle 480 columns, not the sides
+    for column in (first + 2, end - 3):  # the range is tight to the kernel's reach (one column of margin)
+        inside = rgb.copy()
+        inside[:, :, column] = 255 - inside[:, :, column]
+        assert not torch.equal(model.preprocess(inside), model.preprocess(rgb))
+
+
 def test_image_layouts_agree(rn50):
     hwc = _views(2, seed=7)
     chw_uint8 = torch.from_numpy(hwc).permute(0, 3, 1, 2)

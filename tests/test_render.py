@@ -218,6 +218,19 @@ def test_interpolated_lookup_matches_the_per_pixel_one():
     assert diff.max() <= 1 and (diff > 0).float().mean() < 0.002
 
 
+def test_rendering_a_column_range_gives_those_columns_of_the_whole_view():
+    """What features.extract relies on: the columns it renders are the whole view's, bit for bit."""
+    torch.manual_seed(1)
+    faces = torch.randint(0, 256, (6, 3, 96, 96), dtype=torch.uint8)
+    pose, _ = torch.linalg.qr(torch.randn(3, 3))
+    whole = render_panorama(faces, pose, width=160, height=120)
+    part = render_panorama(faces, pose, width=160, height=120, columns=(19, 141))
+    assert torch.equal(part[..., 19:141], whole[..., 19:141])
+    assert part[..., :19].eq(0).all() and part[..., 141:].eq(0).all()
+    with pytest.raises(ValueError, match="columns"):
+        render_panorama(faces, pose, width=160, height=120, columns=(0, 161))
+
+
 def test_agrees_with_the_synthetic_worlds_skybox_writer():
     """envs.world paints texel (face, row, col) with what lies along its face_directions; rendering a skybox
     whose texels hold their own directions must give back each pixel's camera ray."""
