@@ -135,22 +135,25 @@ def camera_rays(
     e = torch.as_tensor(elevations, dtype=torch.float64).reshape(-1, 1, 1)
     cols = torch.arange(width, dtype=torch.float64) if cols is None else cols.double()
     rows = torch.arange(height, dtype=torch.float64) if rows is None else rows.double()
+    return _rays(h, e, rows.reshape(1, -1, 1), cols.reshape(1, 1, -1), width, height, vfov)  # [V, H, W, 3]
+
+
+def _rays(h: torch.Tensor, e: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, width: int, height: int,
+          vfov: float) -> torch.Tensor:
+    """:func:`camera_rays` for broadcastable float64 headings, elevations, rows and columns: ``[..., 3]``."""
     tan_v = math.tan(vfov / 2)
-    x = ((cols + 0.5) / width * 2 - 1) * tan_v * width / height  # [W]
-    y = (1 - (rows + 0.5) / height * 2) * tan_v  # [H]
-    x, y = x.reshape(1, 1, -1), y.reshape(1, -1, 1)
+    x = ((cols + 0.5) / width * 2 - 1) * tan_v * width / height
+    y = (1 - (rows + 0.5) / height * 2) * tan_v
     sh, ch, se, ce = torch.sin(h), torch.cos(h), torch.sin(e), torch.cos(e)
-    rays = torch.stack(
-        [
-            sh * ce + x * ch - y * sh * se,
-            ch * ce - x * sh - y * ch * se,
-            se + y * ce + 0 * x,
-        ],
-        dim=-1,
-    )  # [V, H, W, 3]
+    rays = torch.stack(torch.broadcast_tensors(
+        sh * ce + x * ch - y * sh * se,
+        ch * ce - x * sh - y * ch * se,
+        se + y * ce + 0 * x,
+    ), dim=-1)
     return rays.float()
 
 
+VIEW_CHUNK = 2  # views rendered together on a CPU (see render_views)
 COARSE_STEP = 8  # pixels between the lattice points where the cube face is chosen (see _sampling_grid)
 
 
@@ -158,14 +161,24 @@ COARSE_STEP = 8  # pixels between the lattice points where the cube face is chos
 class _Plan:
     """Pose-independent precomputation for one camera, one column range and one set of (heading, elevation)."""
 
-    rays: torch.Tensor  # [V, H, C, 3] rays through the pixel centres of the rendered columns
+    angles: tuple[torch.Tensor, torch.Tensor]  # headings, elevations [V] (float64)
+    camera: tuple[int, int, float]  # width, height, vfov
     coarse: torch.Tensor  # [V, h, w, 3] rays at every COARSE_STEP-th pixel of the whole image (the last past it)
     upsample: torch.Tensor  # [1, H, C, 2] where each rendered pixel lies in the lattice (grid_sample coordinates)
     step: int  # pixels between lattice points
     columns: tuple[int, int]  # the rendered columns (first, end)
 
+    def rays(self, view: torch.Tensor | None = None, row: torch.Tensor | None = None,
+             col: torch.Tensor | None = None) -> torch.Tensor:
+        """Rays through pixel centres: of the pixels ``(view, row, col)`` ``[P, 3]``, else of all ``[V, H, C, 3]``."""
+        headings, elevations = self.angles
+        width, height, vfov = self.camera
+        if view is None:
+            return camera_rays(headings, elevations, width, height, vfov, cols=torch.arange(*self.columns))
+        return _rays(headings[view], elevations[view], row.double(), col.double(), width, height, vfov)
 
-@lru_cache(maxsize=4)
+
+@lru_cache(maxsize=64)
 def _plan(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov: float, step: int,
           columns: tuple[int, int]) -> _Plan:
     headings = torch.tensor([a[0] for a in angles], dtype=torch.float64)
@@ -178,8 +191,7 @@ def _plan(angles: tuple[tuple[float, float], ...], width: int, height: int, vfov
     row = torch.arange(height, dtype=torch.float64)
     upsample = torch.stack(torch.broadcast_tensors(col[None, :] / step / (w - 1) * 2 - 1,
                                                    row[:, None] / step / (h - 1) * 2 - 1), dim=-1)
-    rays = camera_rays(headings, elevations, width, height, vfov, cols=col)
-    return _Plan(rays, coarse, upsample[None].float(), step, columns)
+    return _Plan((headings, elevations), (width, height, vfov), coarse, upsample[None].float(), step, columns)
 
 
 # Per GL target (+X, -X, +Y, -Y, +Z, -Z): the direction component and sign giving sc and tc (the OpenGL
@@ -227,12 +239,12 @@ def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool =
     view is convex, so a cell whose four corners share a face lies inside it. ``exact=True`` computes every
     pixel (the result agrees to float rounding).
     """
-    views, height, width = plan.rays.shape[:3]
+    views, (height, width) = plan.coarse.shape[0], plan.upsample.shape[1:3]
     device = rotation.device
     grid = torch.empty(views, height, width, 2, device=device) if out is None else out
     scale = torch.tensor([2.0 / (size - 1), 2.0 / (6 * size - 1)], device=device)
     if exact:
-        grid.copy_(cube_coordinates(-(plan.rays.to(device) @ rotation), size) * scale - 1)
+        grid.copy_(cube_coordinates(-(plan.rays().to(device) @ rotation), size) * scale - 1)
         return grid
     coarse = plan.coarse.to(device)
     lattice = coarse.shape[1:3]
@@ -263,11 +275,11 @@ def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool =
     rows = (cell_row * plan.step)[:, None, None] + offsets[None, :, None]  # [M, k+1, 1]
     cols = (cell_col * plan.step)[:, None, None] + offsets[None, None, :]  # [M, 1, k+1]
     inside = (rows < height) & (cols >= first) & (cols < end)  # [M, k+1, k+1]
-    pixel = (rows * width + cols - first)[inside]
-    redo = (view[:, None, None].expand_as(inside)[inside], pixel)  # (view, pixel) pairs
-    rays = plan.rays.to(device).reshape(views, height * width, 3)[redo]  # [P, 3]
-    flat = grid.view(views, height * width, 2)
-    flat[redo] = cube_coordinates(-(rays @ rotation), size) * scale - 1
+    rows, cols = rows.expand_as(inside)[inside], cols.expand_as(inside)[inside]  # [P] each
+    view = view[:, None, None].expand_as(inside)[inside]
+    rays = plan.rays(view.cpu(), rows.cpu(), cols.cpu()).to(device)  # [P, 3]
+    grid.view(views, height * width, 2)[view, rows * width + cols - first] = \
+        cube_coordinates(-(rays @ rotation), size) * scale - 1
     return grid
 
 
@@ -314,21 +326,31 @@ def render_views(
         pose_rotations = LEVEL_POSE.expand(batch, 3, 3)
     rotations = torch.as_tensor(pose_rotations, dtype=torch.float32, device=device).reshape(batch, 3, 3)
 
-    grid = torch.empty(batch, views, height, end - first, 2, device=device)
+    # the faces stacked into one column [B, 3, 6S, S]; uint8 faces become texel + 0.5, so that the
+    # truncating copy into uint8 below rounds (bilinear weights are non-negative and sum to one: samples stay
+    # within [0.5, 255.5] and need no clamp)
+    by_channel = faces.permute(0, 2, 1, 3, 4)  # [B, 3, 6, S, S]
+    if faces.is_floating_point():
+        source = by_channel.reshape(batch, channels, 6 * size, size)
+    else:
+        source = torch.empty(batch, channels, 6 * size, size, device=device)
+        source.view(by_channel.shape).copy_(by_channel)
+        source.add_(0.5)
+    out = torch.empty(batch, views, channels, height, width, dtype=faces.dtype, device=device)
+    out[..., :first] = 0
+    out[..., end:] = 0
+    chunk = VIEW_CHUNK if device.type == "cpu" else views
     for b in range(batch):
         angles = tuple(zip(headings[b].tolist(), elevations[b].tolist()))
-        plan = _plan(angles, width, height, float(vfov), COARSE_STEP, (first, end))
-        _sampling_grid(plan, rotations[b], size, exact, out=grid[b])
-
-    stacked = faces.permute(0, 2, 1, 3, 4).reshape(batch, channels, 6 * size, size)  # [B, 3, 6S, S]
-    source = stacked.float() if not stacked.is_floating_point() else stacked
-    out = torch.zeros(batch, views, channels, height, width, dtype=faces.dtype, device=device)
-    for b in range(batch):  # views as the grid_sample batch: CPU kernels parallelise over it
-        sampled = F.grid_sample(source[b : b + 1].expand(views, -1, -1, -1), grid[b].to(source.dtype),
-                                mode="bilinear", padding_mode="border", align_corners=True)  # [V, 3, H, C]
-        if not faces.is_floating_point():
-            sampled = sampled.add_(0.5).clamp_(0, 255)  # rounded (halves up) by the truncating copy below
-        out[b, ..., first:end] = sampled
+        # a few views at a time: the temporaries stay small enough for the allocator to reuse (fresh
+        # full-panorama buffers cost more in page faults than the arithmetic); views are the grid_sample
+        # batch, over which CPU kernels parallelise
+        for v in range(0, views, chunk):
+            plan = _plan(angles[v : v + chunk], width, height, float(vfov), COARSE_STEP, (first, end))
+            grid = _sampling_grid(plan, rotations[b], size, exact)  # [v, H, C, 2]
+            sampled = F.grid_sample(source[b : b + 1].expand(grid.shape[0], -1, -1, -1), grid.to(source.dtype),
+                                    mode="bilinear", padding_mode="border", align_corners=True)  # [v, 3, H, C]
+            out[b, v : v + chunk, ..., first:end] = sampled
     return out
 
 
