@@ -1,8 +1,9 @@
 """Extract CLIP features of the 36 discretized views of every viewpoint into an HDF5 feature file.
 
-Views come from the data directory's skyboxes (rendered by :mod:`envs.render`, MatterSim's geometry) or from
-a folder of pre-rendered view images (``--views-dir``: ``{scan}/{viewpoint}_rgb/{0..35}.jpg`` as EnvDrop's
-``semantic_views``, or ``{scan}/{viewpoint}/{0..35}.jpg|png``). Each viewpoint's ``[36, D]`` CLIP embeddings
+Views come from the data directory's skyboxes (rendered by :mod:`envs.render`, MatterSim's geometry), from
+the installed MatterSim's own OpenGL renderer (``--mattersim``), or from a folder of pre-rendered view images
+(``--views-dir``: ``{scan}/{viewpoint}_rgb/{0..35}.jpg`` as EnvDrop's ``semantic_views``, or
+``{scan}/{viewpoint}/{0..35}.jpg|png``). Each viewpoint's ``[36, D]`` CLIP embeddings
 (unnormalised ``encode_image``, view order ``heading_index + 12 * elevation_index``) go through
 :class:`features.store.HDF5FeatureWriter`, whose journal makes a killed run resume where it stopped.
 
@@ -48,6 +49,8 @@ class ExtractConfig:
     """open_clip tag (e.g. openai, needs a network) or local weights file; none = random init (testing only)"""
     views_dir: Path | None = None
     """read pre-rendered views {scan}/{vp}_rgb/{i}.jpg from here instead of rendering skyboxes"""
+    mattersim: bool = False
+    """render the skyboxes with the installed MatterSim (OpenGL) instead of envs.render"""
     scans: list[str] | None = None
     """only these scans (default: every scan in connectivity/scans.txt)"""
     batch_size: int = 36
@@ -74,6 +77,8 @@ class ExtractConfig:
     """seed for random-init weights (so a resumed random-init run continues with the same model)"""
     quiet: bool = False
     """hide the progress bar"""
+    mattersim_module: object | None = field(default=None, repr=False)
+    """a stand-in for ``import MatterSim`` (tests); None imports the real one"""
 
 
 @dataclass
@@ -110,6 +115,45 @@ def _read_views(folder: Path) -> torch.Tensor:
     return torch.stack(views)
 
 
+class MatterSimViews:
+    """The 36 views of a viewpoint as the compiled MatterSim renders them (its OpenGL path, BGR buffers).
+
+    Taken as EnvDrop's ``precompute_img_features.py`` took them: a new episode looking 30 degrees down at
+    heading 0, then 35 discretized turns (right, and right-and-up after every twelfth), so view ``i`` is
+    MatterSim's ``viewIndex`` ``i``. ``module`` replaces ``import MatterSim`` (tests pass a stand-in).
+    """
+
+    def __init__(self, skyboxes: Path, connectivity: Path, module: object | None = None) -> None:
+        from envs.mattersim_backend import MatterSimSimulator, _import_mattersim
+
+        sim = MatterSimSimulator(module if module is not None else _import_mattersim())
+        sim.setDatasetPath(skyboxes)
+        sim.setNavGraphPath(connectivity)
+        sim.setCameraResolution(WIDTH, HEIGHT)
+        sim.setCameraVFOV(VFOV)
+        sim.setDiscretizedViewingAngles(True)
+        sim.setRenderingEnabled(True)
+        sim.setBatchSize(1)
+        sim.initialize()
+        self.sim = sim
+
+    def __call__(self, scan: str, viewpoint: str) -> torch.Tensor:
+        """``[36, 3, 480, 640]`` uint8 RGB in view-index order."""
+        views = []
+        for ix in range(VIEWS):
+            if ix == 0:
+                self.sim.newEpisode([scan], [viewpoint], [0.0], [-VFOV / 2])
+            else:
+                self.sim.makeAction([0], [1.0], [1.0 if ix % 12 == 0 else 0.0])
+            state = self.sim.getState()[0]
+            if state.viewIndex != ix:
+                raise RuntimeError(f"MatterSim is at view {state.viewIndex} where view {ix} was expected; "
+                                   "is setDiscretizedViewingAngles(True) honoured by this build?")
+            bgr = np.asarray(state.rgb)
+            views.append(torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1))
+        return torch.stack(views)
+
+
 def list_keys(config: ExtractConfig) -> tuple[list[tuple[str, str]], list[str]]:
     """Every included viewpoint of the chosen scans: ``(available (scan, vp) pairs, keys without a source)``."""
     data = DataDir(config.data_dir)
@@ -138,7 +182,7 @@ def _attrs(config: ExtractConfig, encoder) -> dict:
         "crop": config.crop,
         "channel_order": config.channel_order,
         "precision": config.precision,
-        "source": "views" if config.views_dir is not None else "skyboxes",
+        "source": "views" if config.views_dir is not None else "mattersim" if config.mattersim else "skyboxes",
         "features": "CLIP encode_image (unnormalised), 36 views in MatterSim viewIndex order",
         "extract_version": EXTRACT_VERSION,
     }
@@ -185,11 +229,16 @@ def extract(config: ExtractConfig) -> ExtractStats:
         bar = tqdm(todo, desc=f"{encoder.name} rank {config.rank}", unit="vp", disable=config.quiet,
                    position=config.rank)
         read = encoder.columns_read(WIDTH, HEIGHT)
+        mattersim = MatterSimViews(DataDir(config.data_dir).skyboxes, conn, config.mattersim_module) \
+            if config.mattersim and config.views_dir is None and todo else None
         for scan, vp in bar:
             start = time.perf_counter()
             if config.views_dir is not None:
                 views = _read_views(_view_folder(Path(config.views_dir), scan, vp))  # [36, 3, H, W]
                 stats.load_s += time.perf_counter() - start
+            elif mattersim is not None:
+                views = mattersim(scan, vp).to(encoder.device)  # [36, 3, 480, 640]
+                stats.render_s += time.perf_counter() - start
             else:
                 faces = load_skybox(DataDir(config.data_dir).skyboxes, scan, vp).to(encoder.device)  # [6, 3, S, S]
                 graph = load_graph(conn, scan)
@@ -244,6 +293,8 @@ def parse_args(argv: list[str] | None) -> ExtractConfig:
     parser.add_argument("--data-dir", type=Path, required=True, help="data directory (connectivity/, skyboxes/)")
     parser.add_argument("--out", type=Path, required=True, help="HDF5 file to write; an interrupted run resumes")
     parser.add_argument("--views-dir", type=Path, help="pre-rendered views {scan}/{vp}_rgb/{0..35}.jpg instead of skyboxes")
+    parser.add_argument("--mattersim", action="store_true",
+                        help="render the skyboxes with the installed MatterSim (OpenGL) instead of envs.render")
     parser.add_argument("--scans", nargs="+", help="only these scans (default: all of connectivity/scans.txt)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per forward (default: %(default)s)")
     parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: %(default)s)")
@@ -271,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         stats = extract(config)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except ImportError as err:
+        if not config.mattersim:
+            raise
+        print(f"error: --mattersim: {err}", file=sys.stderr)
         return 1
     total = stats.load_s + stats.render_s + stats.encode_s
     print(f"features.extract: {stats.written} viewpoints written, {stats.skipped} already done "
