@@ -6,7 +6,10 @@ The run goes through stages, each resumable after a kill from its last checkpoin
    instruction generation; the best checkpoint by val_unseen BLEU.
 2. ``follower``: imitation + A2C (EnvDrop); the best checkpoint by val_unseen SR (``--select-by spl``).
 3. ``backtranslate``: from the best follower, each update a real-data pass and an augmented pass on new paths
-   in the training houses, instructions written by the frozen speaker under environmental dropout.
+   in the training houses, instructions written by the frozen speaker under environmental dropout. Its
+   evaluations compete with stage 2's best, so ``follower_best.pt`` is never replaced by a worse follower
+   (EnvDrop runs back-translation as a separate run, whose own best is kept beside the first run's; with
+   ``--follower-checkpoint`` from elsewhere, as there, back-translation keeps its own best).
 
 Everything lands in ``--out``: ``config.json`` (the resolved config), ``checkpoint.pt`` (latest, for
 ``--resume``), ``speaker_best.pt`` / ``follower_best.pt``, ``results/{split}.json`` (submission format, from
@@ -141,7 +144,8 @@ class Trainer:
             speaker_source = (Path(self.cfg.speaker_checkpoint) if self.cfg.speaker_checkpoint
                               else self.out / "speaker_best.pt")
             self._load_best(speaker_source, self.speaker, None, "speaker")
-            self.best.pop("follower", None)  # back-translation keeps its own best by the same rule
+            if self.cfg.follower_checkpoint:  # its score on these splits is unknown: keep back-translation's best
+                self.best.pop("follower", None)
             self._make_aug_env()
 
     def _load_best(self, path: Path, model: torch.nn.Module, optimizers: dict | None, what: str) -> None:
@@ -290,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    best = trainer.best.get("follower", {}).get("scores", {})
-    summary = ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k.endswith(("/success", "/spl")))
-    trainer.log_text(f"done. best follower: {summary or 'n/a'}\noutputs: {out} "
+    best = trainer.best.get("follower", {})
+    summary = ", ".join(f"{k} {v:.3f}" for k, v in best.get("scores", {}).items() if k.endswith(("/success", "/spl")))
+    where = f" ({best['stage']} iteration {best['iteration']})" if best else ""
+    trainer.log_text(f"done. best follower{where}: {summary or 'n/a'}\noutputs: {out} "
                      f"(TensorBoard: tensorboard --logdir {out / 'tb'})")
     return 0
 

@@ -36,6 +36,33 @@ def test_backtranslate_run_writes_every_output(tiny_world, tmp_path):
     assert {r["instr_id"] for r in results} == {e.instr_id for e in train.VLNVectorEnv(tiny_world, "val_unseen").episodes}
 
 
+def test_backtranslation_never_replaces_a_better_follower(tiny_world, tmp_path, monkeypatch):
+    """Stage 2 scores SR 0.5, back-translation 0.1 (a scorer stand-in): follower_best.pt stays stage 2's."""
+    real_score = train.score
+
+    def scripted(task, env, results):
+        summary = real_score(task, env, results)
+        summary["success"] = 0.1 if calls["bt"] else 0.5
+        return summary
+
+    calls = {"bt": False}
+    real_enter = train.Trainer._enter
+
+    def enter(self, stage):
+        calls["bt"] = stage == "backtranslate"
+        return real_enter(self, stage)
+
+    monkeypatch.setattr(train, "score", scripted)
+    monkeypatch.setattr(train.Trainer, "_enter", enter)
+    out = tmp_path / "run"
+    assert train.main(_args(tiny_world, out, "--backtranslate", "--speaker-iters", "2", "--iters", "2",
+                            "--bt-iters", "2", "--aug-paths-per-scan", "5")) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert [h["val_unseen/success"] for h in scores["history"] if h["stage"] != "speaker"] == [0.5, 0.1]
+    assert scores["best"]["follower"]["stage"] == "follower"
+    assert load_checkpoint(out / "follower_best.pt")["score"]["stage"] == "follower"
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_world, tmp_path, monkeypatch):
     base = ["--only", "follower", "--iters", "6"]
     assert train.main(_args(tiny_world, tmp_path / "straight", *base)) == 0
