@@ -53,6 +53,8 @@ class ExtractConfig:
     """render the skyboxes with the installed MatterSim (OpenGL) instead of envs.render"""
     scans: list[str] | None = None
     """only these scans (default: every scan in connectivity/scans.txt)"""
+    viewpoints: list[str] | None = None
+    """only these viewpoint ids of those scans (e.g. to redo a few after replacing their skyboxes)"""
     batch_size: int = 36
     """images per forward pass"""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
@@ -160,14 +162,25 @@ def list_keys(config: ExtractConfig) -> tuple[list[tuple[str, str]], list[str]]:
     conn = data.require(data.connectivity, "connectivity folder")
     scans = config.scans or read_scans_txt(conn)
     available, missing = [], []
+    wanted = None if config.viewpoints is None else set(config.viewpoints)
+    listed: set[str] = set()
     for scan in scans:
         graph = load_graph(conn, scan)
         for vp in graph.included_ids:
+            if wanted is not None and vp not in wanted:
+                continue
+            listed.add(vp)
             if config.views_dir is not None:
                 found = _view_folder(Path(config.views_dir), scan, vp) is not None
             else:
                 found = has_skybox(data.skyboxes, scan, vp)
             (available if found else missing).append((scan, vp) if found else feature_key(scan, vp))
+    if wanted is not None:
+        unknown = wanted - listed
+        if unknown:
+            raise data_error(conn, f"--viewpoints {' '.join(sorted(unknown))} are not included viewpoints of "
+                             f"{', '.join(scans) if config.scans else 'any scan in scans.txt'}",
+                             "Check the ids (and --scans) against the connectivity files")
     return available, missing
 
 
@@ -296,6 +309,7 @@ def parse_args(argv: list[str] | None) -> ExtractConfig:
     parser.add_argument("--mattersim", action="store_true",
                         help="render the skyboxes with the installed MatterSim (OpenGL) instead of envs.render")
     parser.add_argument("--scans", nargs="+", help="only these scans (default: all of connectivity/scans.txt)")
+    parser.add_argument("--viewpoints", nargs="+", help="only these viewpoint ids of those scans")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per forward (default: %(default)s)")
     parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "fp16", "bf16"),

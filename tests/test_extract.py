@@ -169,6 +169,28 @@ def test_mattersim_source_takes_the_36_views_in_view_index_order(data_dir, full_
             np.testing.assert_allclose(got[key], ref[key], rtol=1e-3, atol=1e-3)
 
 
+def test_built_in_world_skyboxes_extract(tiny_world, tmp_path):
+    """The world's skyboxes and poses through the same path (two viewpoints: RN50 on a CPU is slow)."""
+    from envs.navgraph import load_graph, read_scans_txt
+
+    scan = read_scans_txt(tiny_world / "connectivity")[0]
+    graph = load_graph(tiny_world / "connectivity", scan)
+    chosen = list(graph.included_ids[:2])
+    out = tmp_path / "world.h5"
+    assert main(["--encoder", "RN50", "--data-dir", str(tiny_world), "--out", str(out), "--scans", scan,
+                 "--viewpoints", *chosen, "--device", "cpu", "--quiet"]) == 0
+    torch.manual_seed(0)
+    encoder = load_encoder("RN50")
+    with open_features(out) as store:
+        assert sorted(store.keys()) == sorted(f"{scan}_{vp}" for vp in chosen)
+        stored = store[f"{scan}_{chosen[1]}"]
+    views = render_panorama(load_skybox(tiny_world / "skyboxes", scan, chosen[1]),
+                            torch.from_numpy(graph.poses[graph.ix(chosen[1]), :3, :3].copy()))
+    np.testing.assert_allclose(stored[[5, 30]], encoder.pooled(views[[5, 30]]).numpy(), rtol=1e-4, atol=1e-4)
+    assert main(["--encoder", "RN50", "--data-dir", str(tiny_world), "--out", str(tmp_path / "x.h5"),
+                 "--viewpoints", "nowhere", "--device", "cpu", "--quiet"]) == 1
+
+
 def test_missing_mattersim_is_explained(data_dir, tmp_path, capsys):
     code = main(["--encoder", "RN50", "--data-dir", str(data_dir), "--out", str(tmp_path / "x.h5"), "--mattersim",
                  "--device", "cpu", "--quiet"])
