@@ -140,23 +140,22 @@ class Trainer:
             return
         if stage == "backtranslate":
             source = Path(self.cfg.follower_checkpoint) if self.cfg.follower_checkpoint else self.out / "follower_best.pt"
-            self._load_best(source, self.follower, self.follower_opt, "follower")
+            self._load_best(source, self.follower, "follower")
+            # weights only, fresh optimisers at --lr: EnvDrop's back-translation run loads no optimiser state
+            # (its --loadOptim is off by default)
+            self.follower_opt = make_follower_optimizers(self.follower, self.cfg.lr)
             speaker_source = (Path(self.cfg.speaker_checkpoint) if self.cfg.speaker_checkpoint
                               else self.out / "speaker_best.pt")
-            self._load_best(speaker_source, self.speaker, None, "speaker")
+            self._load_best(speaker_source, self.speaker, "speaker")
             if self.cfg.follower_checkpoint:  # its score on these splits is unknown: keep back-translation's best
                 self.best.pop("follower", None)
             self._make_aug_env()
 
-    def _load_best(self, path: Path, model: torch.nn.Module, optimizers: dict | None, what: str) -> None:
+    def _load_best(self, path: Path, model: torch.nn.Module, what: str) -> None:
         if not path.exists():
             raise DataError(f"{path}: {what} checkpoint not found (back-translation starts from it); "
                             f"train it first or pass --{what}-checkpoint")
-        state = load_checkpoint(path, map_location=self.device)
-        model.load_state_dict(state["model"])
-        if optimizers is not None:
-            for k, o in optimizers.items():
-                o.load_state_dict(state["optimizers"][k])
+        model.load_state_dict(load_checkpoint(path, map_location=self.device)["model"])
 
     def _make_aug_env(self) -> VLNVectorEnv:
         from tasks.augment import augment_records, records_to_episodes, training_scans

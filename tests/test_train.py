@@ -63,6 +63,18 @@ def test_backtranslation_never_replaces_a_better_follower(tiny_world, tmp_path, 
     assert load_checkpoint(out / "follower_best.pt")["score"]["stage"] == "follower"
 
 
+def test_backtranslation_starts_fresh_optimisers_at_its_own_lr(tiny_world, tmp_path):
+    """As EnvDrop's back-translation run: the follower's weights are loaded, not its optimiser state."""
+    first = tmp_path / "first"
+    assert train.main(_args(tiny_world, first, "--only", "follower", "--iters", "2", "--lr", "3e-4")) == 0
+    bt = tmp_path / "bt"
+    assert train.main(_args(tiny_world, bt, "--backtranslate", "--speaker-iters", "2", "--bt-iters", "2",
+                            "--follower-checkpoint", str(first / "follower_best.pt"), "--aug-paths-per-scan", "5",
+                            "--lr", "2e-5")) == 0
+    optimisers = load_checkpoint(bt / "checkpoint.pt")["follower_opt"]
+    assert {g["lr"] for o in optimisers.values() for g in o["param_groups"]} == {2e-5}
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_world, tmp_path, monkeypatch):
     base = ["--only", "follower", "--iters", "6"]
     assert train.main(_args(tiny_world, tmp_path / "straight", *base)) == 0
