@@ -141,9 +141,9 @@ class Trainer:
         if stage == "backtranslate":
             source = Path(self.cfg.follower_checkpoint) if self.cfg.follower_checkpoint else self.out / "follower_best.pt"
             self._load_best(source, self.follower, "follower")
-            # weights only, fresh optimisers at --lr: EnvDrop's back-translation run loads no optimiser state
-            # (its --loadOptim is off by default)
-            self.follower_opt = make_follower_optimizers(self.follower, self.cfg.lr)
+            # weights only, fresh optimisers at --bt-lr: EnvDrop's back-translation run loads no optimiser
+            # state (its --loadOptim is off by default)
+            self.follower_opt = make_follower_optimizers(self.follower, self.cfg.bt_lr)
             speaker_source = (Path(self.cfg.speaker_checkpoint) if self.cfg.speaker_checkpoint
                               else self.out / "speaker_best.pt")
             self._load_best(speaker_source, self.speaker, "speaker")

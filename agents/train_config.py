@@ -12,7 +12,8 @@ from envs.cli import field_docs
 # Budgets: the paper's for real data (EnvDrop / CLIP-ViL run scripts), a 15-minute CPU run for the built-in world.
 # The world's learning rate is 5x EnvDrop's: at 1e-4 its 400 follower iterations (EnvDrop runs 80k) end before
 # the follower has learnt to ground landmark words in the views (val_unseen SR 27% against 21% blind); at 5e-4
-# it does (44% against 21%), and 1e-3 diverges.
+# it does (44% against 21%), and 1e-3 diverges. Back-translation starts fresh RMSprop optimisers (as EnvDrop's
+# run does), whose first steps are large; at 5e-4 that undid stage 2 (SR 44% -> 34%), at 1e-4 it does not.
 PAPER_BUDGET = {"speaker_iters": 80_000, "iters": 80_000, "bt_iters": 100_000, "eval_every": 2_000, "lr": 1e-4}
 WORLD_BUDGET = {"speaker_iters": 150, "iters": 400, "bt_iters": 50, "eval_every": 100, "lr": 5e-4}
 
@@ -52,8 +53,10 @@ class TrainConfig:
     aug_il_weight: float = 0.6
     """imitation weight on the augmented pass of back-translation"""
     lr: float | None = None
-    """learning rate of every optimiser (RMSprop for the follower, Adam for the speaker); default 1e-4
-    (EnvDrop's) on real data, 5e-4 for the built-in world's short budget"""
+    """learning rate of the speaker (Adam) and the follower (RMSprop); default 1e-4 (EnvDrop's) on real data,
+    5e-4 for the built-in world's short budget"""
+    bt_lr: float = 1e-4
+    """learning rate of back-translation's fresh follower optimisers (EnvDrop's 1e-4, on the world too)"""
     env_dropout: float = 0.4
     """environmental dropout: probability of dropping a feature channel on the augmented pass"""
     env_dropout_per_env: bool = False

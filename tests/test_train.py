@@ -70,7 +70,7 @@ def test_backtranslation_starts_fresh_optimisers_at_its_own_lr(tiny_world, tmp_p
     bt = tmp_path / "bt"
     assert train.main(_args(tiny_world, bt, "--backtranslate", "--speaker-iters", "2", "--bt-iters", "2",
                             "--follower-checkpoint", str(first / "follower_best.pt"), "--aug-paths-per-scan", "5",
-                            "--lr", "2e-5")) == 0
+                            "--bt-lr", "2e-5")) == 0
     optimisers = load_checkpoint(bt / "checkpoint.pt")["follower_opt"]
     assert {g["lr"] for o in optimisers.values() for g in o["param_groups"]} == {2e-5}
 
