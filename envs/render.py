@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -293,6 +294,7 @@ def render_views(
     vfov: float = VFOV,
     exact: bool = False,
     columns: tuple[int, int] | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Render perspective views of skyboxes: ``[B, V, 3, height, width]``.
 
@@ -305,6 +307,8 @@ def render_views(
         exact: compute the cube lookup at every pixel instead of interpolating it (see :func:`_sampling_grid`).
         columns: ``(first, end)``: render only these pixel columns and leave the others black, for a consumer
             that never reads them (a centre crop: :meth:`features.encoders.Encoder.columns_read`).
+        out: a tensor of the result's shape, dtype and device to write into (a loop over viewpoints that
+            reuses one saves the page faults of a fresh 33 MB image batch per call).
 
     Ray directions per (heading, elevation) set are computed once and cached; each call then rotates them by
     the poses and samples every view with one ``grid_sample`` (a batch of views, so CPU threads share it).
@@ -333,10 +337,15 @@ def render_views(
     if faces.is_floating_point():
         source = by_channel.reshape(batch, channels, 6 * size, size)
     else:
-        source = torch.empty(batch, channels, 6 * size, size, device=device)
+        source = _scratch((batch, channels, 6 * size, size), device)
         source.view(by_channel.shape).copy_(by_channel)
         source.add_(0.5)
-    out = torch.empty(batch, views, channels, height, width, dtype=faces.dtype, device=device)
+    shape = (batch, views, channels, height, width)
+    if out is None:
+        out = torch.empty(shape, dtype=faces.dtype, device=device)
+    elif out.shape != shape or out.dtype != faces.dtype or out.device != device:
+        raise ValueError(f"out must be {faces.dtype} {list(shape)} on {device}, got {out.dtype} "
+                         f"{list(out.shape)} on {out.device}")
     out[..., :first] = 0
     out[..., end:] = 0
     chunk = VIEW_CHUNK if device.type == "cpu" else views
@@ -361,8 +370,23 @@ def render_panorama(
     height: int = HEIGHT,
     vfov: float = VFOV,
     columns: tuple[int, int] | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The 36 discretized views of one skybox ``[6, 3, S, S]`` in view-index order: ``[36, 3, H, W]``."""
+    """The 36 discretized views of one skybox ``[6, 3, S, S]`` in view-index order: ``[36, 3, H, W]`` (written
+    into ``out`` when given)."""
     headings, elevations = view_angles()
     rotations = None if pose_rotation is None else torch.as_tensor(pose_rotation).reshape(1, 3, 3)
-    return render_views(faces[None], headings, elevations, rotations, width, height, vfov, columns=columns)[0]
+    return render_views(faces[None], headings, elevations, rotations, width, height, vfov, columns=columns,
+                        out=None if out is None else out[None])[0]
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A float32 buffer of ``shape`` kept per thread and reused by the next call of the same shape: writing a
+    fresh 75 MB buffer (six 1024-px faces) costs more in page faults than the conversion into it."""
+    key = (shape, str(device))
+    if getattr(_SCRATCH, "key", None) != key:
+        _SCRATCH.key, _SCRATCH.buffer = key, torch.empty(shape, device=device)
+    return _SCRATCH.buffer

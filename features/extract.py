@@ -242,6 +242,7 @@ def extract(config: ExtractConfig) -> ExtractStats:
         bar = tqdm(todo, desc=f"{encoder.name} rank {config.rank}", unit="vp", disable=config.quiet,
                    position=config.rank)
         read = encoder.columns_read(WIDTH, HEIGHT)
+        rendered = None
         mattersim = MatterSimViews(DataDir(config.data_dir).skyboxes, conn, config.mattersim_module) \
             if config.mattersim and config.views_dir is None and todo else None
         for scan, vp in bar:
@@ -258,7 +259,9 @@ def extract(config: ExtractConfig) -> ExtractStats:
                 rotation = torch.from_numpy(graph.poses[graph.ix(vp), :3, :3].copy())
                 loaded = time.perf_counter()
                 # only the columns the encoder's resize and crop read; the rest stay black
-                views = render_panorama(faces, rotation, WIDTH, HEIGHT, VFOV, columns=read)  # [36, 3, 480, 640]
+                views = render_panorama(faces, rotation, WIDTH, HEIGHT, VFOV, columns=read,
+                                        out=rendered)  # [36, 3, 480, 640]
+                rendered = views  # the next viewpoint renders into the same memory
                 stats.load_s += loaded - start
                 stats.render_s += time.perf_counter() - loaded
             start = time.perf_counter()
