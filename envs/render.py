@@ -154,7 +154,7 @@ def _rays(h: torch.Tensor, e: torch.Tensor, rows: torch.Tensor, cols: torch.Tens
     return rays.float()
 
 
-VIEW_CHUNK = 2  # views rendered together on a CPU (see render_views)
+VIEW_CHUNK = 4  # views rendered together on a CPU (see render_views)
 COARSE_STEP = 8  # pixels between the lattice points where the cube face is chosen (see _sampling_grid)
 
 
