@@ -227,9 +227,8 @@ def cube_coordinates(directions: torch.Tensor, face_size: int) -> torch.Tensor:
     return st.reshape(*directions.shape[:-1], 2)
 
 
-def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool = False,
-                   out: torch.Tensor | None = None) -> torch.Tensor:
-    """``grid_sample`` coordinates ``[V, H, C, 2]`` into the stacked faces for one pose (written to ``out``).
+def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool = False) -> torch.Tensor:
+    """``grid_sample`` coordinates ``[V, H, C, 2]`` into the stacked faces for one pose.
 
     Computing the cube lookup for every pixel costs several times the sampling itself on a CPU, so the face
     choice is made on a lattice every :data:`COARSE_STEP` pixels (8). Within one face both sample coordinates
@@ -242,7 +241,7 @@ def _sampling_grid(plan: _Plan, rotation: torch.Tensor, size: int, exact: bool =
     """
     views, (height, width) = plan.coarse.shape[0], plan.upsample.shape[1:3]
     device = rotation.device
-    grid = torch.empty(views, height, width, 2, device=device) if out is None else out
+    grid = torch.empty(views, height, width, 2, device=device)
     scale = torch.tensor([2.0 / (size - 1), 2.0 / (6 * size - 1)], device=device)
     if exact:
         grid.copy_(cube_coordinates(-(plan.rays().to(device) @ rotation), size) * scale - 1)
@@ -311,7 +310,8 @@ def render_views(
             reuses one saves the page faults of a fresh 33 MB image batch per call).
 
     Ray directions per (heading, elevation) set are computed once and cached; each call then rotates them by
-    the poses and samples every view with one ``grid_sample`` (a batch of views, so CPU threads share it).
+    the poses and samples the views a few at a time (:data:`VIEW_CHUNK` on a CPU, all at once elsewhere),
+    each chunk one ``grid_sample`` whose batch is the views, so CPU threads share it.
     """
     if faces.ndim != 5 or faces.shape[1] != 6 or faces.shape[3] != faces.shape[4]:
         raise ValueError(f"faces must be [B, 6, 3, S, S], got {tuple(faces.shape)}")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from envs.datadir import DataDir, DataError, data_error
 from envs.navgraph import load_graph, read_scans_txt
-from envs.render import HEIGHT, VFOV, WIDTH, has_skybox, load_skybox, render_panorama
+from envs.render import ELEVATIONS, HEIGHT, VFOV, WIDTH, has_skybox, load_skybox, render_panorama
 from features.encoders import ENCODERS, load_encoder
 from features.store import VIEWS, HDF5FeatureWriter, feature_key, open_features, write_tsv
 
@@ -126,9 +126,9 @@ class MatterSimViews:
     """
 
     def __init__(self, skyboxes: Path, connectivity: Path, module: object | None = None) -> None:
-        from envs.mattersim_backend import MatterSimSimulator, _import_mattersim
+        from envs.mattersim_backend import MatterSimSimulator, make_simulator
 
-        sim = MatterSimSimulator(module if module is not None else _import_mattersim())
+        sim = MatterSimSimulator(module) if module is not None else make_simulator("mattersim")
         sim.setDatasetPath(skyboxes)
         sim.setNavGraphPath(connectivity)
         sim.setCameraResolution(WIDTH, HEIGHT)
@@ -144,7 +144,7 @@ class MatterSimViews:
         views = []
         for ix in range(VIEWS):
             if ix == 0:
-                self.sim.newEpisode([scan], [viewpoint], [0.0], [-VFOV / 2])
+                self.sim.newEpisode([scan], [viewpoint], [0.0], [ELEVATIONS[0]])  # 30 degrees down
             else:
                 self.sim.makeAction([0], [1.0], [1.0 if ix % 12 == 0 else 0.0])
             state = self.sim.getState()[0]
