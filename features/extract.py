@@ -308,8 +308,9 @@ def parse_args(argv: list[str] | None) -> ExtractConfig:
                         "weights file (state dict, checkpoint, .safetensors, OpenAI .pt); omitted = random init")
     parser.add_argument("--data-dir", type=Path, required=True, help="data directory (connectivity/, skyboxes/)")
     parser.add_argument("--out", type=Path, required=True, help="HDF5 file to write; an interrupted run resumes")
-    parser.add_argument("--views-dir", type=Path, help="pre-rendered views {scan}/{vp}_rgb/{0..35}.jpg instead of skyboxes")
-    parser.add_argument("--mattersim", action="store_true",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--views-dir", type=Path, help="pre-rendered views {scan}/{vp}_rgb/{0..35}.jpg instead of skyboxes")
+    source.add_argument("--mattersim", action="store_true",
                         help="render the skyboxes with the installed MatterSim (OpenGL) instead of envs.render")
     parser.add_argument("--scans", nargs="+", help="only these scans (default: all of connectivity/scans.txt)")
     parser.add_argument("--viewpoints", nargs="+", help="only these viewpoint ids of those scans")

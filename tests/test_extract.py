@@ -16,9 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
+from envs.navgraph import load_graph, read_scans_txt
 from envs.render import load_skybox, render_panorama
 from features.encoders import load_encoder
-from features.extract import ExtractConfig, extract, main, part_path
+from features.extract import ExtractConfig, MatterSimViews, extract, main, part_path
 from features.store import open_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,9 +79,6 @@ def test_synthetic_skyboxes_extract_every_included_viewpoint(full_run, data_dir)
         assert store.attrs["source"] == "skyboxes" and store.attrs["channel_order"] == "rgb"
         stored = store[f"{SCAN}_vpb"]  # [36, 1024]
     # the stored vectors are the encoder's output on MatterSim-geometry renders of that viewpoint's skybox
-    from envs.render import load_skybox
-    from envs.navgraph import load_graph
-
     graph = load_graph(data_dir / "connectivity", SCAN)
     views = render_panorama(load_skybox(data_dir / "skyboxes", SCAN, "vpb"),
                             torch.from_numpy(graph.poses[graph.ix("vpb"), :3, :3].copy()))
@@ -148,7 +146,6 @@ def test_real_rendered_views(shared_data, tmp_path):
 def test_mattersim_source_takes_the_36_views_in_view_index_order(data_dir, full_run, tmp_path):
     """``--mattersim`` against a stand-in that renders like MatterSim (BGR buffers, state-driven camera)."""
     from tests import mattersim_standin
-    from features.extract import MatterSimViews
 
     standin = mattersim_standin.module()
     views = MatterSimViews(data_dir / "skyboxes", data_dir / "connectivity", standin)("synthScan", "vpb")
@@ -171,8 +168,6 @@ def test_mattersim_source_takes_the_36_views_in_view_index_order(data_dir, full_
 
 def test_built_in_world_skyboxes_extract(tiny_world, tmp_path):
     """The world's skyboxes and poses through the same path (two viewpoints: RN50 on a CPU is slow)."""
-    from envs.navgraph import load_graph, read_scans_txt
-
     scan = read_scans_txt(tiny_world / "connectivity")[0]
     graph = load_graph(tiny_world / "connectivity", scan)
     chosen = list(graph.included_ids[:2])
