@@ -18,44 +18,47 @@ The episodes are run together as one batch of the simulator (results do not depe
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import random
 import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from envs.atomic import write_json
+from envs.cli import parse_config
 from envs.datadir import DataDir, DataError
-from envs.navgraph import NavGraph, load_graphs
-from envs.simulator import Simulator
+from envs.kernel.backends import make_r2r_simulator
+from envs.kernel.grid import ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT
+from envs.kernel.navgraph import NavGraph, load_graphs
+from envs.kernel.simulator import Simulator
+from envs.world.builtin import resolve_data_dir
 from eval.score import Reference, load_references
 
 AGENTS = ("stop", "random", "shortest")
-TURN = math.radians(30)  # in discretized mode only the sign counts: one 30 degree step
+TURN = HEADING_INCREMENT  # in discretized mode only the sign counts: one 30 degree step
 RANDOM_MAX_STEPS = 30  # RandomAgent.rollout: for t in range(30)
 RANDOM_FORWARD_STEPS = 5
 
 
-def _opt(default, help: str):  # noqa: A002 (argparse's name)
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class BaselineConfig:
-    """Options of ``python -m agents.baselines`` (each field's help is its ``--help`` line)."""
+    """Options of ``python -m agents.baselines`` (each field's docstring is its ``--help`` line)."""
 
-    agent: str = _opt("random", "stop, random or shortest.")
-    split: str = _opt("val_unseen", "The split to run: train, val_seen, val_unseen or test (default val_unseen).")
-    out: Path = _opt(Path("results.json"), "Where to write the results file (the submission format).")
-    data_dir: Path | None = _opt(None, "Data directory with connectivity/ and R2R/ or RxR/ (default: the built-in "
-                                       "world).")
-    task: str = _opt("r2r", "r2r or rxr: which split's episodes to run (default r2r).")
-    seed: int = _opt(1, "Seed of the random agent's turns (default 1, as R2R's BaseAgent seeds Python's random).")
-    max_steps: int = _opt(200, "Safety limit on the shortest agent's steps (about 15 suffice on R2R; default 200); "
-                               "exceeding it is an error.")
+    agent: Literal["stop", "random", "shortest"] = "random"
+    """the baseline to run"""
+    out: Path = Path("results.json")
+    """where to write the results file (the submission format)"""
+    split: str = "val_unseen"
+    """the split to run: train, val_seen, val_unseen or test"""
+    data_dir: Path | None = None
+    """data directory with connectivity/ and R2R/ or RxR/ (default: the built-in world)"""
+    task: Literal["r2r", "rxr"] = "r2r"
+    """which task's split to run"""
+    seed: int = 1
+    """seed of the random agent's turns (1, as R2R's BaseAgent seeds Python's random)"""
+    max_steps: int = 200
+    """safety limit on the shortest agent's steps (about 15 suffice on R2R); exceeding it is an error"""
 
 
 Trajectory = list[list]
@@ -84,7 +87,7 @@ def run_stop(sim: Simulator, episodes: list[Reference]) -> list[Trajectory]:
 def run_random(sim: Simulator, episodes: list[Reference], seed: int = 1) -> list[Trajectory]:
     """RandomAgent: 0..11 right turns, then forward into navigableLocations[1] 5 times (see the module doc)."""
     rng = random.Random(seed)
-    turns = [rng.randrange(12) for _ in episodes]  # R2R: random.sample(range(-11, 1), 1) -> -turns
+    turns = [rng.randrange(HEADING_COUNT) for _ in episodes]  # R2R: random.sample(range(-11, 1), 1) -> -turns
     forwards = [0] * len(episodes)
     states, trajectories = _start(sim, episodes)
     active = [True] * len(episodes)
@@ -112,16 +115,16 @@ def teacher_action(state, goal: str, graph: NavGraph) -> tuple[int, float, float
     if here == goal:
         return 0, 0.0, 0.0
     nxt = graph.next_hop(here, goal)
-    level = state.viewIndex // 12  # 0 looks down, 1 level, 2 up
+    level = state.viewIndex // HEADING_COUNT  # 0 looks down, 1 level, 2 up
     for i, loc in enumerate(state.navigableLocations):
         if loc.viewpointId == nxt:
-            if loc.rel_heading > math.pi / 6:
+            if loc.rel_heading > HEADING_INCREMENT:
                 return 0, TURN, 0.0
-            if loc.rel_heading < -math.pi / 6:
+            if loc.rel_heading < -HEADING_INCREMENT:
                 return 0, -TURN, 0.0
-            if loc.rel_elevation > math.pi / 6 and level < 2:
+            if loc.rel_elevation > ELEVATION_INCREMENT and level < 2:
                 return 0, 0.0, TURN
-            if loc.rel_elevation < -math.pi / 6 and level > 0:
+            if loc.rel_elevation < -ELEVATION_INCREMENT and level > 0:
                 return 0, 0.0, -TURN
             return i, 0.0, 0.0
     if level == 0:  # not in view: level the camera first, then turn towards it
@@ -165,7 +168,7 @@ def run_baseline(cfg: BaselineConfig, data_dir: Path) -> list[dict]:
         raise DataError(f"the {cfg.task} {cfg.split} split of {data_dir} has no episodes")
     data = DataDir(data_dir)
     conn = data.require(data.connectivity, "connectivity folder")
-    sim = Simulator.for_r2r(conn, batch_size=len(episodes))
+    sim = make_r2r_simulator(conn, batch_size=len(episodes))
     if cfg.agent == "stop":
         trajectories = run_stop(sim, episodes)
     elif cfg.agent == "random":
@@ -176,48 +179,16 @@ def run_baseline(cfg: BaselineConfig, data_dir: Path) -> list[dict]:
     return [{"instr_id": ep.instr_id, "trajectory": traj} for ep, traj in zip(episodes, trajectories)]
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file, so a killed run never leaves half a results file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def build_parser() -> argparse.ArgumentParser:
-    helps = {name: f.metadata["help"] for name, f in BaselineConfig.__dataclass_fields__.items()}
-    p = argparse.ArgumentParser(prog="python -m agents.baselines",
-                                description="Run R2R's Stop, Random or Shortest baseline and write a results file.")
-    p.add_argument("agent", choices=AGENTS, help=helps["agent"])
-    p.add_argument("--split", default="val_unseen", help=helps["split"])
-    p.add_argument("--out", type=Path, required=True, help=helps["out"])
-    p.add_argument("--data-dir", type=Path, default=None, help=helps["data_dir"])
-    p.add_argument("--task", choices=("r2r", "rxr"), default="r2r", help=helps["task"])
-    p.add_argument("--seed", type=int, default=1, help=helps["seed"])
-    p.add_argument("--max-steps", type=int, default=200, help=helps["max_steps"])
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = BaselineConfig(**vars(args))
+    cfg = parse_config(BaselineConfig, argv, prog="python -m agents.baselines", positional=("agent",),
+                       required=("agent", "out"),
+                       description="Run R2R's Stop, Random or Shortest baseline and write a results file.")
     try:
-        if cfg.data_dir is None:
-            from eval.__main__ import resolve_data_dir
-
-            data_dir = resolve_data_dir(None)
-        else:
-            data_dir = cfg.data_dir
-        results = run_baseline(cfg, data_dir)
+        results = run_baseline(cfg, resolve_data_dir(cfg.data_dir))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_json_atomic(cfg.out, results)
+    write_json(cfg.out, results)
     print(f"{cfg.agent}: {len(results)} trajectories of the {cfg.task} {cfg.split} split written to {cfg.out}",
           file=sys.stderr)
     return 0

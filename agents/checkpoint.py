@@ -3,49 +3,26 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts: model and optimiser state dicts,
 the iteration, the best score so far, and every random generator's state (torch, numpy, Python), so a run
 resumed after a kill continues exactly where it was. Files are written to a temporary name in the same
-folder and renamed, so a kill never leaves a half-written checkpoint.
+folder and renamed (:mod:`envs.atomic`), so a kill never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+from envs.atomic import atomic_open
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Save ``state`` (plus the RNG states) atomically."""
     state = dict(state)
     state["rng"] = rng_state()
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    with atomic_open(path, "wb") as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", restore_rng: bool = False) -> dict:
@@ -72,11 +49,6 @@ def set_rng_state(state: dict) -> None:
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate(_to_tuples(state["python"]))
-
-
-def generator_state(rng: np.random.Generator) -> dict:
-    """A numpy Generator's state (PCG64: Python ints) for a checkpoint."""
-    return rng.bit_generator.state
 
 
 def _to_lists(obj):

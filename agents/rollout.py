@@ -1,6 +1,6 @@
 """Rollouts of the EnvDrop agents on the batched VLN env, their losses, and one-call training iterations.
 
-The env (``envs.vector_env.VLNVectorEnv``) hands out numpy observations: ``instruction`` (B, L),
+The env (``envs.gym.vector_env.VLNVectorEnv``) hands out numpy observations: ``instruction`` (B, L),
 ``view_features`` (B, 36, D+128), ``candidate_features`` (B, K, D+128), ``action_mask`` (B, K+1) with STOP at
 action 0; ``info["teacher_action"]`` is the next step on the shortest path to the goal. A finished slot stays
 finished until the next reset, so a rollout runs until every slot has stopped or been truncated at the env's
@@ -286,17 +286,22 @@ def speaker_instructions(speaker: Speaker, env: Any, obs: dict, info: dict, env_
 
 
 def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: IterationConfig,
-                   speaker: Speaker | None = None, prefix: str = "") -> dict[str, float]:
-    """Teacher-forced rollout + (optionally) sampled A2C rollout, each on a fresh batch, backpropagated."""
+                   speaker: Speaker | None = None, sampler: Any = None, prefix: str = "") -> dict[str, float]:
+    """Teacher-forced rollout + (optionally) sampled A2C rollout, each on a fresh batch, backpropagated.
+
+    Batches come from the env's own sampler, or from ``sampler`` (``next_batch()``: e.g. augmented paths)
+    played in ``env``.
+    """
     stats: dict[str, float] = {}
     runs = [("teacher", il_weight, False)] + ([("sample", None, True)] if cfg.train_rl else [])
     for feedback, weight, rl in runs:
-        obs, info = env.reset()
+        batch = sampler.next_batch() if sampler is not None else None
+        obs, info = env.reset(options=None if batch is None else {"episodes": batch})
         instructions = env_mask = None
         if speaker is not None:
             env_mask = draw_env_mask(follower.cfg.feature_dim, cfg.env_dropout, obs["action_mask"].shape[0],
                                      cfg.env_dropout_per_env, _device(follower))
-            episodes = _batch_episodes(env, info)
+            episodes = batch if batch is not None else _batch_episodes(env, info)
             instructions = speaker_instructions(speaker, env, obs, info, env_mask, cfg.max_decode)
             obs, info = env.reset(options={"episodes": episodes})
         result = follower_rollout(follower, env, obs, info, feedback, il_weight=weight, train_rl=rl, cfg=cfg,
@@ -329,14 +334,18 @@ def train_follower_iteration(follower: Follower, optimizers: dict[str, torch.opt
 
 
 def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.optim.Optimizer],
-                              speaker: Speaker, env: Any, aug_env: Any,
+                              speaker: Speaker, env: Any, aug_sampler: Any,
                               cfg: IterationConfig = IterationConfig()) -> dict[str, float]:
-    """One back-translation update: a real-data pass and an augmented pass (speaker-written, env-dropped)."""
+    """One back-translation update: a real-data pass and an augmented pass (speaker-written, env-dropped).
+
+    The augmented pass plays ``aug_sampler``'s batches (new paths in the training houses) in ``env``.
+    """
     follower.train()
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
     stats = _follower_pass(follower, env, cfg.il_weight, cfg, prefix="real/")
-    stats.update(_follower_pass(follower, aug_env, cfg.aug_il_weight, cfg, speaker=speaker, prefix="aug/"))
+    stats.update(_follower_pass(follower, env, cfg.aug_il_weight, cfg, speaker=speaker, sampler=aug_sampler,
+                                prefix="aug/"))
     parts = {"encoder": follower.encoder, "decoder": follower.decoder, "critic": follower.critic}
     stats.update(_step_optimizers(parts, optimizers, cfg.grad_clip, ("encoder", "decoder")))
     return stats

@@ -26,14 +26,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from agents.augment import augmentation_episodes
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.follower import Follower, FollowerConfig, make_follower_optimizers
 from agents.rollout import (IterationConfig, backtranslation_iteration, evaluate_follower, evaluate_speaker,
                             train_follower_iteration, train_speaker_iteration)
 from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers
 from agents.train_config import TrainConfig, default_out, parse_config
+from envs.atomic import write_json
 from envs.datadir import DataError
-from envs.vector_env import VLNVectorEnv
+from envs.gym.vector_env import EpisodeSampler, VLNVectorEnv
+from envs.world.builtin import resolve_data_dir
+from eval.score import Reference, score_results, scored_subset
 
 VAL_SPLITS = ("val_seen", "val_unseen")
 
@@ -55,19 +59,21 @@ def stages_for(cfg: TrainConfig) -> list[str]:
 
 
 class Trainer:
-    """Holds the envs, models, optimisers and bookkeeping of one run (see the module docstring)."""
+    """Holds the envs, models, optimisers and bookkeeping of one run (see the module docstring).
 
-    def __init__(self, cfg: TrainConfig, out: Path) -> None:
-        self.cfg, self.out = cfg, out
+    ``data_dir`` is the resolved data directory (``main`` resolves ``--data-dir`` once).
+    """
+
+    def __init__(self, cfg: TrainConfig, out: Path, data_dir: Path) -> None:
+        self.cfg, self.out, self.data_dir = cfg, out, data_dir
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         langs = [cfg.languages] if cfg.languages else None
         common = dict(features=cfg.features, task=cfg.task, max_steps=cfg.max_steps, languages=langs,
                       metrics_in_info=False)
-        self.train_env = VLNVectorEnv(cfg.data_dir, "train", num_envs=cfg.batch_size, seed=cfg.seed, **common)
-        self.data_dir = self.train_env.data.data_dir
-        self.val_envs = {split: VLNVectorEnv(cfg.data_dir, split, num_envs=cfg.eval_batch_size, shuffle=False,
+        self.train_env = VLNVectorEnv(data_dir, "train", num_envs=cfg.batch_size, seed=cfg.seed, **common)
+        self.val_envs = {split: VLNVectorEnv(data_dir, split, num_envs=cfg.eval_batch_size, shuffle=False,
                                              **common)
                          for split in VAL_SPLITS}
         self.common = common
@@ -78,7 +84,7 @@ class Trainer:
         self.speaker_opt = make_speaker_optimizers(self.speaker, cfg.lr)
         self.iter_cfg = IterationConfig(il_weight=cfg.il_weight, aug_il_weight=cfg.aug_il_weight,
                                         env_dropout=cfg.env_dropout, env_dropout_per_env=cfg.env_dropout_per_env)
-        self.aug_env: VLNVectorEnv | None = None
+        self.aug_sampler: EpisodeSampler | None = None
         self.stages = stages_for(cfg)
         self.stage_index, self.iteration = 0, 0
         self.best: dict[str, dict] = {}
@@ -91,8 +97,8 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict:
         envs = {"train": self.train_env.get_state()}
-        if self.aug_env is not None:
-            envs["aug"] = self.aug_env.get_state()
+        if self.aug_sampler is not None:
+            envs["aug"] = self.aug_sampler.get_state()
         return {"stage_index": self.stage_index, "iteration": self.iteration, "step": self.step,
                 "best": self.best, "history": self.history, "envs": envs,
                 "follower": self.follower.state_dict(), "speaker": self.speaker.state_dict(),
@@ -111,7 +117,7 @@ class Trainer:
             o.load_state_dict(state["speaker_opt"][k])
         self.train_env.set_state(state["envs"]["train"])
         if "aug" in state["envs"]:
-            self._make_aug_env().set_state(state["envs"]["aug"])
+            self._make_aug_sampler().set_state(state["envs"]["aug"])
 
     def save(self) -> None:
         save_checkpoint(self.out / "checkpoint.pt", self.state())
@@ -149,7 +155,7 @@ class Trainer:
             self._load_best(speaker_source, self.speaker, "speaker")
             if self.cfg.follower_checkpoint:  # its score on these splits is unknown: keep back-translation's best
                 self.best.pop("follower", None)
-            self._make_aug_env()
+            self._make_aug_sampler()
 
     def _load_best(self, path: Path, model: torch.nn.Module, what: str) -> None:
         if not path.exists():
@@ -157,17 +163,18 @@ class Trainer:
                             f"train it first or pass --{what}-checkpoint")
         model.load_state_dict(load_checkpoint(path, map_location=self.device)["model"])
 
-    def _make_aug_env(self) -> VLNVectorEnv:
-        from tasks.augment import augment_records, records_to_episodes, training_scans
-
-        if self.aug_env is None:
-            scans = training_scans(self.data_dir)
-            records = augment_records(self.data_dir, scans, max_paths_per_scan=self.cfg.aug_paths_per_scan,
-                                      seed=self.cfg.seed)
-            self.aug_env = VLNVectorEnv(self.cfg.data_dir, "train", num_envs=self.cfg.batch_size,
-                                        seed=self.cfg.seed + 1, episodes=records_to_episodes(records), **self.common)
-            self.log_text(f"back-translation: {len(records)} sampled paths in {len(scans)} training houses")
-        return self.aug_env
+    def _make_aug_sampler(self) -> EpisodeSampler:
+        """Back-translation's augmented paths: sampled in the training env's own houses (its graphs and the
+        scans of its episodes), played in the training env itself."""
+        if self.aug_sampler is None:
+            train = self.train_env.episodes
+            scans = list(dict.fromkeys(ep.scan for ep in train))
+            episodes = augmentation_episodes(self.train_env.graphs, scans, seed=self.cfg.seed,
+                                             max_paths_per_scan=self.cfg.aug_paths_per_scan,
+                                             language=train[0].language)
+            self.aug_sampler = EpisodeSampler(episodes, self.cfg.batch_size, seed=self.cfg.seed + 1)
+            self.log_text(f"back-translation: {len(episodes)} sampled paths in {len(scans)} training houses")
+        return self.aug_sampler
 
     def _loop(self, stage: str, total: int) -> None:
         from tqdm import tqdm
@@ -193,7 +200,7 @@ class Trainer:
         if stage == "follower":
             return train_follower_iteration(self.follower, self.follower_opt, self.train_env, self.iter_cfg)
         return backtranslation_iteration(self.follower, self.follower_opt, self.speaker, self.train_env,
-                                         self.aug_env, self.iter_cfg)
+                                         self.aug_sampler, self.iter_cfg)
 
     # -- evaluation ------------------------------------------------------------------------------
     def _evaluate(self, stage: str) -> dict:
@@ -223,20 +230,20 @@ class Trainer:
                 self.save_best("follower", self.follower, self.follower_opt, record)
                 self._write_results(results)
         self.history.append(record)
-        atomic_write_json(self.out / "scores.json", {"best": self.best, "history": self.history})
+        write_json(self.out / "scores.json", {"best": self.best, "history": self.history}, indent=2)
         self.writer.flush()
         return record
 
     def _write_results(self, results: dict[str, list[dict]]) -> None:
         """Results of the (new) best follower on the val splits and, where the data has it, the test split."""
         for split, entries in results.items():
-            atomic_write_json(self.out / "results" / f"{split}.json", entries)
+            write_json(self.out / "results" / f"{split}.json", entries, indent=2)
         try:
-            test_env = VLNVectorEnv(self.cfg.data_dir, "test", num_envs=self.cfg.eval_batch_size, shuffle=False,
+            test_env = VLNVectorEnv(self.data_dir, "test", num_envs=self.cfg.eval_batch_size, shuffle=False,
                                     **self.common)
         except DataError:
             return  # no test split in this data directory
-        atomic_write_json(self.out / "results" / "test.json", evaluate_follower(self.follower, test_env))
+        write_json(self.out / "results" / "test.json", evaluate_follower(self.follower, test_env), indent=2)
 
     def log_text(self, message: str) -> None:
         if not self.cfg.quiet:
@@ -245,8 +252,6 @@ class Trainer:
 
 def score(task: str, env: VLNVectorEnv, results: list[dict]) -> dict[str, float]:
     """Score results with the official scorer's rules (:mod:`eval.score`) against the env's split."""
-    from eval.score import Reference, score_results, scored_subset
-
     refs = [Reference(ep.instr_id, ep.scan, ep.path, ep.language if task == "rxr" else None)
             for ep in env.episodes]
     report = score_results(results, refs, env.graphs, scored=scored_subset(task, refs))
@@ -275,13 +280,14 @@ def prepare_out(cfg: TrainConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv).resolved()
     try:
+        data_dir = resolve_data_dir(cfg.data_dir)
         out = prepare_out(cfg)
         cfg = dataclasses.replace(cfg, out=str(out))
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        trainer = Trainer(cfg, out)
-        atomic_write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(trainer.data_dir),
-                                                                          "stages": trainer.stages})
+        trainer = Trainer(cfg, out, data_dir)
+        write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
+                                                                   "stages": trainer.stages}, indent=2)
         if cfg.resume:
             trainer.restore(out / "checkpoint.pt")
             trainer.log_text(f"resuming {out} at stage {trainer.stages[min(trainer.stage_index, len(trainer.stages) - 1)]}"

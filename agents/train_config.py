@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, fields
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from envs.cli import field_docs
+from envs import MAX_EPISODE_STEPS
+from envs.cli import config_from_args, config_parser
 
 # Budgets: the paper's for real data (EnvDrop / CLIP-ViL run scripts), a 15-minute CPU run for the built-in world.
 # The world's learning rate is 5x EnvDrop's: at 1e-4 its 400 follower iterations (EnvDrop runs 80k) end before
@@ -20,41 +23,43 @@ WORLD_BUDGET = {"speaker_iters": 150, "iters": 400, "bt_iters": 50, "eval_every"
 
 @dataclass
 class TrainConfig:
-    task: str = "r2r"
-    """task to train: r2r or rxr"""
+    """Options of ``python -m agents.train``."""
+
+    task: Literal["r2r", "rxr"] = "r2r"
+    """task to train"""
     data_dir: str | None = None
     """data directory (connectivity/, R2R/, RxR/, features/); default: the built-in world"""
     features: str | None = None
-    """feature file name or path inside DATA/features, or 'none' for zero features (blind agent)"""
+    """feature file name or path inside DATA/features, or 'none' for zero features (blind agent); default: the
+    built-in world's, or the data directory's only feature file"""
     backtranslate: bool = False
     """after the follower, fine-tune it with back-translation (speaker-written instructions on new paths)"""
-    only: str | None = None
-    """train only the 'speaker' or only the 'follower' (stage 1, no back-translation)"""
+    only: Literal["speaker", "follower"] | None = None
+    """train only the speaker or only the follower (stage 1, no back-translation)"""
     speaker_checkpoint: str | None = None
     """a trained speaker (speaker_best.pt) for back-translation; without it the speaker is trained first"""
     follower_checkpoint: str | None = None
     """a trained follower to start back-translation from (skips follower stage 1)"""
     iters: int | None = None
-    """follower stage-1 iterations (default: 80,000 on real data; a 15-minute budget on the built-in world)"""
+    """follower stage-1 iterations"""
     speaker_iters: int | None = None
-    """speaker iterations (default: 80,000 on real data; a short budget on the built-in world)"""
+    """speaker iterations"""
     bt_iters: int | None = None
-    """back-translation updates, each a real and an augmented pass (default: 100,000; short on the world)"""
+    """back-translation updates, each a real and an augmented pass"""
     eval_every: int | None = None
     """iterations between validation runs and checkpoints"""
     batch_size: int = 64
     """episodes per rollout"""
     eval_batch_size: int = 64
     """episodes per rollout when evaluating (greedy decoding; larger is faster)"""
-    max_steps: int = 35
+    max_steps: int = MAX_EPISODE_STEPS
     """actions per episode before it is cut off"""
     il_weight: float | None = None
-    """weight of the teacher-forced (imitation) loss; default 0.2 (R2R), 0.4 (RxR, CLIP-ViL)"""
+    """weight of the teacher-forced (imitation) loss"""
     aug_il_weight: float = 0.6
     """imitation weight on the augmented pass of back-translation"""
     lr: float | None = None
-    """learning rate of the speaker (Adam) and the follower (RMSprop); default 1e-4 (EnvDrop's) on real data,
-    5e-4 for the built-in world's short budget"""
+    """learning rate of the speaker (Adam) and the follower (RMSprop)"""
     bt_lr: float = 1e-4
     """learning rate of back-translation's fresh follower optimisers (EnvDrop's 1e-4, on the world too)"""
     env_dropout: float = 0.4
@@ -62,11 +67,11 @@ class TrainConfig:
     env_dropout_per_env: bool = False
     """one environmental-dropout mask per environment (the paper) instead of per batch (EnvDrop's code)"""
     aug_paths_per_scan: int | None = 200
-    """sampled augmentation paths per training scan (None: every eligible pair)"""
-    select_by: str = "success"
+    """sampled augmentation paths per training scan"""
+    select_by: Literal["success", "spl"] = "success"
     """val_unseen metric that picks the best follower: success (EnvDrop) or spl"""
-    languages: str | None = None
-    """RxR language group to train (en, hi or te; CLIP-ViL trains one model per language; default en)"""
+    languages: Literal["en", "hi", "te"] | None = None
+    """RxR language group to train (CLIP-ViL trains one model per language)"""
     out: str | None = None
     """output folder (config, checkpoints, TensorBoard logs, results); default runs/{task}-{time}"""
     resume: bool = False
@@ -84,40 +89,32 @@ class TrainConfig:
         """A copy with budgets and weights filled in (paper budgets for real data, short ones for the world)."""
         budget = PAPER_BUDGET if self.data_dir else WORLD_BUDGET
         values = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in budget.items()}
-        il = self.il_weight if self.il_weight is not None else (0.4 if self.task == "rxr" else 0.2)
+        il = self.il_weight if self.il_weight is not None else IL_WEIGHT[self.task]
         languages = self.languages or ("en" if self.task == "rxr" else None)  # one model per language
         return dataclasses.replace(self, il_weight=il, languages=languages, **values)
 
 
+IL_WEIGHT = {"r2r": 0.2, "rxr": 0.4}  # EnvDrop's run script; CLIP-ViL's RxR setting
+
+
+def _budget_text(name: str) -> str:
+    paper, world = PAPER_BUDGET[name], WORLD_BUDGET[name]
+    return f"{paper:,} with --data-dir, {world:,} on the built-in world" if isinstance(paper, int) else \
+        f"{paper:g} with --data-dir, {world:g} on the built-in world"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """``--help`` documents every option from the dataclass."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.train",
-        description="Train the EnvDrop speaker-follower agent (CLIP-ViL features) on R2R or RxR.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    docs = field_docs(TrainConfig)
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        name = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if f.name == "task":
-            parser.add_argument("task", nargs="?", default="r2r", choices=["r2r", "rxr"], help=docs[f.name])
-        elif isinstance(default, bool):
-            parser.add_argument(name, action="store_true", help=docs[f.name])
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-            choices = {"only": ["speaker", "follower"], "select_by": ["success", "spl"],
-                       "languages": ["en", "hi", "te"]}.get(f.name)
-            parser.add_argument(name, type=kind, default=default, choices=choices, help=docs[f.name])
-    return parser
+    """``--help`` documents every option from the dataclass, with the default each one really takes."""
+    defaults = {name: _budget_text(name) for name in PAPER_BUDGET}
+    defaults["il_weight"] = ", ".join(f"{v:g} for {task}" for task, v in IL_WEIGHT.items())
+    defaults["languages"] = "en for rxr"
+    return config_parser(TrainConfig, prog="python -m agents.train", positional=("task",), defaults_text=defaults,
+                         description="Train the EnvDrop speaker-follower agent (CLIP-ViL features) on R2R or RxR.")
 
 
 def parse_config(argv: list[str] | None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    return TrainConfig(**vars(args))
+    return config_from_args(TrainConfig, build_parser().parse_args(argv))
 
 
 def default_out(cfg: TrainConfig) -> Path:
-    import time
-
     return Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -14,9 +14,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from envs.candidates import build_candidate_index
+from envs.gym.candidates import build_candidate_index
 from envs.datadir import shared_data_dir
-from envs.navgraph import load_graphs
+from envs.kernel.navgraph import load_graphs
 
 
 @dataclass

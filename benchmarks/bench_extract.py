@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from envs.render import LEVEL_POSE, render_panorama  # noqa: E402
+from envs.kernel.skybox import LEVEL_POSE, render_panorama  # noqa: E402
 from features.encoders import ENCODERS, load_encoder  # noqa: E402
 
 

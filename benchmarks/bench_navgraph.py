@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    from envs.navgraph import load_graphs
+    from envs.kernel.navgraph import load_graphs
 
     graphs = load_graphs(args.data_dir / "connectivity")
     seconds = time.perf_counter() - start

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=4173)
     args = parser.parse_args(argv)
 
-    from envs.navgraph import load_graphs
+    from envs.kernel.navgraph import load_graphs
     from eval.metrics import score_episodes
     from eval.score import load_references, read_results, score_results
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from envs.datadir import shared_data_dir
-from envs.simulator import Simulator
+from envs.kernel.backends import make_r2r_simulator
 
 MATTERSIM_STEPS_PER_S = 300_000
 
@@ -54,14 +54,14 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
 
 def run(cfg: BenchConfig) -> dict:
     """Time ``cfg.steps`` random batch steps; returns steps/s and the ratio to MatterSim."""
-    sim = Simulator.for_r2r(cfg.conn_dir, batch_size=cfg.batch_size, initialize=False)
+    sim = make_r2r_simulator(cfg.conn_dir, batch_size=cfg.batch_size, initialize=False)
     sim.setDiscretizedViewingAngles(cfg.discretized)
     t0 = time.perf_counter()
     sim.initialize()
     load_s = time.perf_counter() - t0
     rng = np.random.default_rng(cfg.seed)
-    world = sim.world
-    starts = [(scan, vp) for scan in world.scans for vp in world.graphs[scan].included_ids]
+    edges = sim.edges
+    starts = [(scan, vp) for scan in edges.scans for vp in edges.graphs[scan].included_ids]
     pick = rng.choice(len(starts), cfg.batch_size)
     sim.newEpisode([starts[i][0] for i in pick], [starts[i][1] for i in pick],
                    rng.uniform(0, 2 * math.pi, cfg.batch_size).tolist(), [0.0] * cfg.batch_size)

@@ -5,7 +5,7 @@ iteration at batch 64 with 640-d features, 4.2 GB peak; its speaker 0.7 s; a bac
 
     python benchmarks/bench_train.py [--batch 64] [--iters 10] [--device cpu|cuda] [--speaker] [--bt]
 
-Runs on the built-in world (640-d features, built once into the cache) through ``envs.vector_env``.
+Runs on the built-in world (640-d features, built once into the cache) through ``envs.gym.vector_env``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers  # no
 
 
 def make_env(data_dir: Path | None, batch: int, split: str = "train"):
-    from envs.vector_env import VLNVectorEnv
+    from envs.gym.vector_env import VLNVectorEnv
     from envs.world import default_world_dir
 
     return VLNVectorEnv(data_dir or default_world_dir(), split, num_envs=batch, seed=0)

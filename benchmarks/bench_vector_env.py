@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, mode: str) -> None:
-    from envs.vector_env import VLNVectorEnv
+    from envs.gym.vector_env import VLNVectorEnv
 
     t0 = time.perf_counter()
     env = VLNVectorEnv(args.data_dir, args.split, features=RandomFeatures(args.dim), num_envs=args.batch,

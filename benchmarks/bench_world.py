@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from envs.vector_env import VLNVectorEnv
+    from envs.gym.vector_env import VLNVectorEnv
     from envs.world import WorldConfig, build_world
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,22 +13,26 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from envs.atomic import write_jsonl
+from envs.cli import add_config_arguments, config_from_args
 from envs.datadir import DataError
+from envs.world.builtin import resolve_data_dir
 from eval.metrics import MetricOptions
-from eval.score import ScoreReport, score_file, write_jsonl_atomic
+from eval.score import ScoreReport, score_file
 
 
 @dataclass
 class ScoreConfig:
     """Options of ``python -m eval``."""
 
-    task: str = "r2r"
-    """r2r or rxr."""
-    results: Path | None = None
+    results: Path
     """The results (submission) file: a JSON list of {instr_id, trajectory: [[viewpoint, heading, elevation], ...]}."""
+    task: Literal["r2r", "rxr"] = "r2r"
+    """r2r or rxr."""
     split: str = "val_unseen"
-    """The split the results were produced on: train, val_seen or val_unseen (default val_unseen)."""
+    """The split the results were produced on: train, val_seen or val_unseen."""
     data_dir: Path | None = None
     """Data directory with connectivity/ and R2R/ or RxR/ (default: the built-in world)."""
     per_episode: Path | None = None
@@ -45,10 +49,10 @@ class ScoreConfig:
     """Count NE == 3 m as success (SR, OSR, SPL); the official R2R scorer requires NE < 3 m."""
     sdtw_inclusive: bool = False
     """SDTW's success as NE <= 3 m, as r4r's dtw.py does (default: the same NE < 3 m as SR)."""
-    spl_reference: str = "shortest"
-    """SPL's reference length: shortest (the shortest distance, R2R's; default) or gold (the gold path's length)."""
+    spl_reference: Literal["shortest", "gold"] = "shortest"
+    """SPL's reference length: shortest (the shortest distance, R2R's) or gold (the gold path's length)."""
     spl_floor: float = 0.0
-    """Lower bound of SPL's denominator (default 0 as in R2R's eval.py; 0.01 in EnvDrop, CLIP-ViL and DUET)."""
+    """Lower bound of SPL's denominator (0 as in R2R's eval.py; 0.01 in EnvDrop, CLIP-ViL and DUET)."""
     keep_repeats: bool = False
     """Count consecutive repeated viewpoints (turns in place) in DTW instead of collapsing them."""
 
@@ -58,28 +62,7 @@ class ScoreConfig:
                              collapse_repeats=not self.keep_repeats)
 
 
-def _help(name: str) -> str:
-    return _FIELD_DOCS.get(name, "")
-
-
-def _field_docs() -> dict[str, str]:
-    """The one-line docstrings under each ScoreConfig field, read from the source (they become --help)."""
-    import ast
-    import inspect
-
-    try:
-        tree = ast.parse(inspect.getsource(ScoreConfig))
-    except (OSError, TypeError):  # no source (frozen install): options keep their names only
-        return {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, after in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
-            docs[node.target.id] = after.value.value  # type: ignore[attr-defined]
-    return docs
-
-
-_FIELD_DOCS = _field_docs()
+ONLY_FOR = {"all_instructions": "r2r", "languages": "rxr"}  # options that make sense for one task only
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,42 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="task", required=True, metavar="{r2r,rxr}")
     for task, text in (("r2r", "score R2R results"), ("rxr", "score RxR results, per language")):
         p = sub.add_parser(task, help=text, description=text)
-        p.add_argument("--results", type=Path, required=True, help=_help("results"))
-        p.add_argument("--split", default="val_unseen", help=_help("split"))
-        p.add_argument("--data-dir", type=Path, default=None, help=_help("data_dir"))
-        p.add_argument("--per-episode", type=Path, default=None, metavar="OUT.jsonl", help=_help("per_episode"))
-        p.add_argument("--json", action="store_true", help=_help("json"))
-        p.add_argument("--allow-missing", action="store_true", help=_help("allow_missing"))
-        if task == "r2r":
-            p.add_argument("--all-instructions", action="store_true", help=_help("all_instructions"))
-        else:
-            p.add_argument("--languages", nargs="+", default=[], help=_help("languages"))
-        p.add_argument("--inclusive", action="store_true", help=_help("inclusive"))
-        p.add_argument("--sdtw-inclusive", action="store_true", help=_help("sdtw_inclusive"))
-        p.add_argument("--spl-reference", choices=("shortest", "gold"), default="shortest",
-                       help=_help("spl_reference"))
-        p.add_argument("--spl-floor", type=float, default=0.0, help=_help("spl_floor"))
-        p.add_argument("--keep-repeats", action="store_true", help=_help("keep_repeats"))
+        add_config_arguments(p, ScoreConfig, exclude=["task"] + [k for k, t in ONLY_FOR.items() if t != task])
     return parser
 
 
 def parse_config(argv: list[str] | None) -> ScoreConfig:
-    args = vars(build_parser().parse_args(argv))
-    return ScoreConfig(**{k: v for k, v in args.items() if k in ScoreConfig.__dataclass_fields__})
-
-
-def resolve_data_dir(data_dir: Path | None) -> Path:
-    """The given directory, else the built-in world (announced on stderr)."""
-    if data_dir is not None:
-        return data_dir
-    try:
-        from envs.world import default_world_dir
-    except ImportError:
-        raise DataError("no --data-dir given and the built-in world is not available; "
-                        "pass --data-dir DIR (a folder with connectivity/ and R2R/ or RxR/)") from None
-    path = default_world_dir()
-    print(f"Using the built-in world at {path}", file=sys.stderr)
-    return path
+    return config_from_args(ScoreConfig, build_parser().parse_args(argv))
 
 
 COLUMNS = (("NE", "nav_error", 1.0), ("SR", "success", 100.0), ("OSR", "oracle_success", 100.0),
@@ -158,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if cfg.per_episode is not None:
-        write_jsonl_atomic(cfg.per_episode, report.rows)
+        write_jsonl(cfg.per_episode, report.rows)
     if cfg.json:
         print(json.dumps(summary_json(cfg, report), indent=2))
     else:

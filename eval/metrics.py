@@ -1,7 +1,7 @@
 """Navigation metrics as pure functions of a trajectory, the reference path and the scan's graph distances.
 
 Every function takes viewpoint ids (or indices into the scan's list) and a *distance table*: anything with a
-``distances`` matrix and an ``index`` mapping viewpoint id -> row, which :class:`envs.navgraph.NavGraph` is.
+``distances`` matrix and an ``index`` mapping viewpoint id -> row, which :class:`envs.kernel.navgraph.NavGraph` is.
 Distances are shortest-path lengths on the navigation graph (metres). A trajectory is the list of viewpoints the
 agent was at, in order, as the R2R results format records it: one entry per simulator step, so turning in place
 repeats a viewpoint.

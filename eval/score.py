@@ -10,9 +10,6 @@ paths have a fourth, which agents also run): results for the others are accepted
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from envs.datadir import DataDir, DataError, data_error, read_json
-from envs.navgraph import NavGraph, load_graphs
+from envs.kernel.navgraph import NavGraph, load_graphs
 from eval.metrics import MetricOptions, aggregate, invalid_moves, score_episodes
+from tasks.rxr import LANGUAGE_GROUPS
+from tasks.splits import check_task, load_split
 
 R2R_SCORED_INSTRUCTIONS = 3  # eval.py builds '%d_%d' % (path_id, i) for i in range(3)
-RXR_LANGUAGE_GROUPS = {"en": ("en-IN", "en-US"), "hi": ("hi-IN",), "te": ("te-IN",)}
 
 
 @dataclass(frozen=True)
@@ -85,21 +83,10 @@ def load_references(task: str, data_dir: str | Path, split: str, languages: Sequ
 
     Test splits have no goals and are refused unless ``allow_test`` (agents may still run on them).
     """
-    data = DataDir(Path(data_dir))
     if split.startswith("test") and not allow_test:
         raise DataError(f"the {task} {split} split has no goal viewpoints, so it cannot be scored here; "
                         "submit its results to the task's evaluation server")
-    if task == "r2r":
-        from tasks.r2r import load_r2r
-
-        episodes = load_r2r(data.require(data.r2r_split(split), f"R2R {split} split"), split)
-    elif task == "rxr":
-        from tasks.rxr import load_rxr
-
-        episodes = load_rxr(data.require(data.rxr_split(split), f"RxR {split} guide file"), split,
-                            languages=list(languages) if languages else None)
-    else:
-        raise DataError(f"unknown task {task!r}; choose r2r or rxr")
+    episodes = load_split(data_dir, check_task(task), split, languages)
     return [Reference(ep.instr_id, ep.scan, list(ep.path), ep.language if task == "rxr" else None,
                       float(ep.heading)) for ep in episodes]
 
@@ -197,11 +184,11 @@ def score_results(results: Sequence[dict], references: Sequence[Reference], grap
 def language_summaries(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     """RxR's breakdown: en (en-IN + en-US), hi, te, and ``average``, the mean over the languages present."""
     out: dict[str, dict[str, float]] = {}
-    for group, codes in RXR_LANGUAGE_GROUPS.items():
+    for group, codes in LANGUAGE_GROUPS.items():
         members = [r for r in rows if r.get("language") in codes]
         if members:
             out[group] = aggregate(members)
-    others = sorted({r.get("language") for r in rows} - {c for cs in RXR_LANGUAGE_GROUPS.values() for c in cs})
+    others = sorted({r.get("language") for r in rows} - {c for cs in LANGUAGE_GROUPS.values() for c in cs})
     for code in others:
         out[str(code)] = aggregate([r for r in rows if r.get("language") == code])
     if out:
@@ -222,18 +209,3 @@ def score_file(task: str, results_path: str | Path, data_dir: str | Path, split:
     graphs = load_graphs(conn, sorted({r.scan for r in references}))
     return score_results(results, references, graphs, scored=scored_subset(task, references, all_instructions),
                          options=options, allow_missing=allow_missing, source=str(results_path))
-
-
-def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping]) -> None:
-    """Write one JSON object per line, replacing ``path`` only once the whole file is written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

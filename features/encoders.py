@@ -83,7 +83,7 @@ class Encoder:
         """The pixel columns ``(first, end)`` of a ``width`` x ``height`` image that :meth:`preprocess` reads.
 
         A centre crop of a wider-than-tall view drops its sides, so a renderer need not draw them
-        (:func:`envs.render.render_views` ``columns=``); the rest may be anything. See :func:`_columns_read`.
+        (:func:`envs.kernel.skybox.render_views` ``columns=``); the rest may be anything. See :func:`_columns_read`.
         """
         return _columns_read(self.image_size, self.crop, width, height)
 

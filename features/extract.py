@@ -1,11 +1,11 @@
 """Extract CLIP features of the 36 discretized views of every viewpoint into an HDF5 feature file.
 
-Views come from the data directory's skyboxes (rendered by :mod:`envs.render`, MatterSim's geometry), from
+Views come from the data directory's skyboxes (rendered by :mod:`envs.kernel.skybox`, MatterSim's geometry), from
 the installed MatterSim's own OpenGL renderer (``--mattersim``), or from a folder of pre-rendered view images
 (``--views-dir``: ``{scan}/{viewpoint}_rgb/{0..35}.jpg`` as EnvDrop's ``semantic_views``, or
 ``{scan}/{viewpoint}/{0..35}.jpg|png``). Each viewpoint's ``[36, D]`` CLIP embeddings
 (unnormalised ``encode_image``, view order ``heading_index + 12 * elevation_index``) go through
-:class:`features.store.HDF5FeatureWriter`, whose journal makes a killed run resume where it stopped.
+:class:`features.hdf5.HDF5FeatureWriter`, whose journal makes a killed run resume where it stopped.
 
 Splitting: under ``torchrun`` (or with ``--rank/--world-size``) rank r takes every world-size-th key into
 ``OUT.rank{r}-of-{w}.h5``; rank 0 waits for every part, merges them into ``OUT`` and removes them.
@@ -17,40 +17,49 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from envs.cli import parse_config
 from envs.datadir import DataDir, DataError, data_error
-from envs.navgraph import load_graph, read_scans_txt
-from envs.render import ELEVATIONS, HEIGHT, VFOV, WIDTH, has_skybox, load_skybox, render_panorama
+from envs.kernel.backends import MatterSimSimulator, make_simulator
+from envs.kernel.grid import ELEVATIONS, R2R_CAMERA, R2R_VFOV_DEGREES, VIEW_COUNT
+from envs.kernel.navgraph import load_graph, read_scans_txt
+from envs.kernel.skybox import has_skybox, load_skybox, render_panorama
 from features.encoders import ENCODERS, load_encoder
-from features.store import VIEWS, HDF5FeatureWriter, feature_key, open_features, write_tsv
+from features.hdf5 import HDF5FeatureWriter
+from features.layout import feature_key
+from features.store import open_features
+from features.tsv import write_tsv
 
 EXTRACT_VERSION = 1  # bump when what a feature means changes
 
 
 @dataclass
 class ExtractConfig:
-    encoder: str = "RN50x4"
-    """CLIP variant: RN50, RN101, RN50x4, ViT-B-32 or ViT-B-16"""
-    data_dir: Path = Path("data")
+    """Options of ``python -m features.extract``."""
+
+    data_dir: Path
     """data directory with connectivity/ (and skyboxes/ unless --views-dir is given)"""
-    out: Path = Path("features.h5")
-    """the HDF5 file to write (resumed if a previous run was interrupted)"""
+    out: Path
+    """the HDF5 file to write (an interrupted run resumes)"""
+    encoder: str = "RN50x4"
+    """CLIP variant"""
     weights: str | None = None
-    """open_clip tag (e.g. openai, needs a network) or local weights file; none = random init (testing only)"""
+    """open_clip tag (e.g. openai; needs a network) or a local weights file (state dict, checkpoint,
+    .safetensors, OpenAI .pt); omitted = random init (testing only)"""
     views_dir: Path | None = None
     """read pre-rendered views {scan}/{vp}_rgb/{i}.jpg from here instead of rendering skyboxes"""
     mattersim: bool = False
-    """render the skyboxes with the installed MatterSim (OpenGL) instead of envs.render"""
+    """render the skyboxes with the installed MatterSim (OpenGL) instead of envs.kernel.skybox"""
     scans: list[str] | None = None
     """only these scans (default: every scan in connectivity/scans.txt)"""
     viewpoints: list[str] | None = None
@@ -59,27 +68,27 @@ class ExtractConfig:
     """images per forward pass"""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """torch device (under torchrun, cuda uses cuda:LOCAL_RANK)"""
-    precision: str = "fp32"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     """model precision: fp32, fp16 (CLIP-ViL's, GPU) or bf16"""
-    crop: str = "center"
+    crop: Literal["center", "none"] = "center"
     """center: CLIP's resize + centre crop (CLIP-ViL); none: whole 4:3 view squeezed to the model's square"""
-    channel_order: str = "rgb"
+    channel_order: Literal["rgb", "bgr_as_rgb"] = "rgb"
     """rgb (correct) or bgr_as_rgb (reproduces CLIP-ViL's released features, which fed BGR as RGB)"""
-    dtype: str = "float32"
-    """storage dtype: float32 or float16"""
+    dtype: Literal["float32", "float16"] = "float32"
+    """storage dtype"""
     tsv: Path | None = None
     """also write the legacy TSV here"""
     rank: int = int(os.environ.get("RANK", 0))
-    """this process's share (default: $RANK from torchrun, else 0)"""
+    """this process's share of the keys (its default comes from $RANK, which torchrun sets)"""
     world_size: int = int(os.environ.get("WORLD_SIZE", 1))
-    """number of processes sharing the keys (default: $WORLD_SIZE from torchrun, else 1)"""
+    """number of processes sharing the keys (its default comes from $WORLD_SIZE, which torchrun sets)"""
     merge_timeout: float = 7 * 24 * 3600.0
     """seconds rank 0 waits for the other ranks' part files before giving up"""
     seed: int = 0
     """seed for random-init weights (so a resumed random-init run continues with the same model)"""
     quiet: bool = False
     """hide the progress bar"""
-    mattersim_module: object | None = field(default=None, repr=False)
+    mattersim_module: object | None = field(default=None, repr=False, metadata={"cli": False})
     """a stand-in for ``import MatterSim`` (tests); None imports the real one"""
 
 
@@ -106,7 +115,7 @@ def _read_views(folder: Path) -> torch.Tensor:
     from PIL import Image
 
     views = []
-    for i in range(VIEWS):
+    for i in range(VIEW_COUNT):
         path = next((p for p in (folder / f"{i}.jpg", folder / f"{i}.png") if p.exists()), None)
         if path is None:
             raise data_error(folder, f"view {i} missing", "Each viewpoint folder needs images 0..35 (.jpg or .png)")
@@ -126,13 +135,11 @@ class MatterSimViews:
     """
 
     def __init__(self, skyboxes: Path, connectivity: Path, module: object | None = None) -> None:
-        from envs.mattersim_backend import MatterSimSimulator, make_simulator
-
         sim = MatterSimSimulator(module) if module is not None else make_simulator("mattersim")
         sim.setDatasetPath(skyboxes)
         sim.setNavGraphPath(connectivity)
-        sim.setCameraResolution(WIDTH, HEIGHT)
-        sim.setCameraVFOV(VFOV)
+        sim.setCameraResolution(R2R_CAMERA.width, R2R_CAMERA.height)
+        sim.setCameraVFOV(R2R_CAMERA.vfov)
         sim.setDiscretizedViewingAngles(True)
         sim.setRenderingEnabled(True)
         sim.setBatchSize(1)
@@ -142,7 +149,7 @@ class MatterSimViews:
     def __call__(self, scan: str, viewpoint: str) -> torch.Tensor:
         """``[36, 3, 480, 640]`` uint8 RGB in view-index order."""
         views = []
-        for ix in range(VIEWS):
+        for ix in range(VIEW_COUNT):
             if ix == 0:
                 self.sim.newEpisode([scan], [viewpoint], [0.0], [ELEVATIONS[0]])  # 30 degrees down
             else:
@@ -189,9 +196,9 @@ def _attrs(config: ExtractConfig, encoder) -> dict:
         "encoder": encoder.name,
         "weights": encoder.weights,
         "image_size": encoder.image_size,
-        "image_w": WIDTH,
-        "image_h": HEIGHT,
-        "vfov_degrees": 60.0,
+        "image_w": R2R_CAMERA.width,
+        "image_h": R2R_CAMERA.height,
+        "vfov_degrees": float(R2R_VFOV_DEGREES),
         "crop": config.crop,
         "channel_order": config.channel_order,
         "precision": config.precision,
@@ -241,7 +248,7 @@ def extract(config: ExtractConfig) -> ExtractStats:
         stats.skipped = len(mine) - len(todo)
         bar = tqdm(todo, desc=f"{encoder.name} rank {config.rank}", unit="vp", disable=config.quiet,
                    position=config.rank)
-        read = encoder.columns_read(WIDTH, HEIGHT)
+        read = encoder.columns_read(R2R_CAMERA.width, R2R_CAMERA.height)
         rendered = None
         mattersim = MatterSimViews(DataDir(config.data_dir).skyboxes, conn, config.mattersim_module) \
             if config.mattersim and config.views_dir is None and todo else None
@@ -259,14 +266,14 @@ def extract(config: ExtractConfig) -> ExtractStats:
                 rotation = torch.from_numpy(graph.poses[graph.ix(vp), :3, :3].copy())
                 loaded = time.perf_counter()
                 # only the columns the encoder's resize and crop read; the rest stay black
-                views = render_panorama(faces, rotation, WIDTH, HEIGHT, VFOV, columns=read,
+                views = render_panorama(faces, rotation, *R2R_CAMERA, columns=read,
                                         out=rendered)  # [36, 3, 480, 640]
                 rendered = views  # the next viewpoint renders into the same memory
                 stats.load_s += loaded - start
                 stats.render_s += time.perf_counter() - loaded
             start = time.perf_counter()
             pooled = torch.cat([encoder.pooled(views[i : i + config.batch_size])
-                                for i in range(0, VIEWS, config.batch_size)])  # [36, D]
+                                for i in range(0, VIEW_COUNT, config.batch_size)])  # [36, D]
             stats.encode_s += time.perf_counter() - start
             writer.write(scan, vp, pooled.cpu().numpy())
             stats.written += 1
@@ -276,7 +283,7 @@ def extract(config: ExtractConfig) -> ExtractStats:
     if config.tsv is not None and config.rank == 0:
         with open_features(out) as store:
             rows = (pairs[key] + (store[key],) for key in store.keys() if key in pairs)
-            write_tsv(config.tsv, rows, image_w=WIDTH, image_h=HEIGHT, vfov=60)
+            write_tsv(config.tsv, rows)
     return stats
 
 
@@ -301,36 +308,8 @@ def _merge(out: Path, config: ExtractConfig, dim: int, attrs: dict, dtype: type,
 
 
 def parse_args(argv: list[str] | None) -> ExtractConfig:
-    defaults = ExtractConfig()
-    parser = argparse.ArgumentParser(prog="python -m features.extract", description=__doc__.splitlines()[0])
-    parser.add_argument("--encoder", default=defaults.encoder, choices=ENCODERS, help="CLIP variant (default: %(default)s)")
-    parser.add_argument("--weights", default=None, help="open_clip tag (e.g. openai; needs a network) or a local "
-                        "weights file (state dict, checkpoint, .safetensors, OpenAI .pt); omitted = random init")
-    parser.add_argument("--data-dir", type=Path, required=True, help="data directory (connectivity/, skyboxes/)")
-    parser.add_argument("--out", type=Path, required=True, help="HDF5 file to write; an interrupted run resumes")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--views-dir", type=Path, help="pre-rendered views {scan}/{vp}_rgb/{0..35}.jpg instead of skyboxes")
-    source.add_argument("--mattersim", action="store_true",
-                        help="render the skyboxes with the installed MatterSim (OpenGL) instead of envs.render")
-    parser.add_argument("--scans", nargs="+", help="only these scans (default: all of connectivity/scans.txt)")
-    parser.add_argument("--viewpoints", nargs="+", help="only these viewpoint ids of those scans")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per forward (default: %(default)s)")
-    parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "fp16", "bf16"),
-                        help="model precision; CLIP-ViL used fp16 on GPU (default: %(default)s)")
-    parser.add_argument("--crop", default=defaults.crop, choices=("center", "none"),
-                        help="center: CLIP's resize + centre crop as CLIP-ViL; none: whole view squeezed (default: %(default)s)")
-    parser.add_argument("--channel-order", default=defaults.channel_order, choices=("rgb", "bgr_as_rgb"),
-                        help="bgr_as_rgb reproduces CLIP-ViL's released features (default: %(default)s)")
-    parser.add_argument("--dtype", default=defaults.dtype, choices=("float32", "float16"), help="storage dtype (default: %(default)s)")
-    parser.add_argument("--tsv", type=Path, help="also write the legacy TSV (scanId, viewpointId, image_w, image_h, vfov, features)")
-    parser.add_argument("--rank", type=int, default=defaults.rank, help="this process's share (default: $RANK or 0)")
-    parser.add_argument("--world-size", type=int, default=defaults.world_size, help="processes sharing the work (default: $WORLD_SIZE or 1)")
-    parser.add_argument("--merge-timeout", type=float, default=defaults.merge_timeout,
-                        help="seconds rank 0 waits for the other parts (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for random-init weights (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="hide the progress bar")
-    return ExtractConfig(**vars(parser.parse_args(argv)))
+    return parse_config(ExtractConfig, argv, prog="python -m features.extract", description=__doc__.splitlines()[0],
+                        choices={"encoder": ENCODERS}, exclusive=[("views_dir", "mattersim")])
 
 
 def main(argv: list[str] | None = None) -> int:

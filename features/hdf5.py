@@ -1,8 +1,12 @@
-"""Kill-safe HDF5 feature writing: a CRC'd journal of writes, built into the ``.h5`` atomically on close.
+"""Features in HDF5 (the modern layout): a lazy reader and a kill-safe writer.
+
+One dataset per key ``f"{scan}_{viewpoint}"``, shape ``[36, D]``, float32 or float16; the file's attributes
+name the encoder, its weights, the image settings and ``format_version``.
 
 HDF5 flushes are not safe against a kill (a test saw about 1 in 8 kills mid-flush corrupt the file), so each
-``write`` appends a record to ``OUT.h5.journal`` and ``close()`` builds ``OUT.h5.tmp`` and renames it. ``OUT.h5``
-is therefore absent or complete; a resumed writer replays the journal (a torn last record is dropped).
+``write`` appends a record to ``OUT.h5.journal`` and ``close()`` builds the ``.h5`` in a temporary file and
+renames it. ``OUT.h5`` is therefore absent or complete; a resumed writer replays the journal (a torn last
+record is dropped).
 """
 
 from __future__ import annotations
@@ -18,8 +22,74 @@ from typing import Any
 import h5py
 import numpy as np
 
+from envs.atomic import atomic_path, remove_leftovers, write_bytes
 from envs.datadir import DataError, data_error
-from features.store import FORMAT_VERSION, JOURNAL_MAGIC, VIEWS, _open_h5, _plain, feature_key
+from envs.kernel.grid import VIEW_COUNT
+from features.layout import FeatureStore, feature_key
+
+FORMAT_VERSION = 1  # of the HDF5 layout written by HDF5FeatureWriter
+JOURNAL_MAGIC = b"CLIPVIL-FEATURE-JOURNAL-1\n"
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute value as a plain Python value, so attributes compare and print simply."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode)
+    except OSError as err:
+        raise data_error(
+            path,
+            f"not a readable HDF5 file ({err})",
+            "If a writer was killed while flushing, delete the file and extract again",
+        ) from None
+
+
+class HDF5FeatureStore(FeatureStore):
+    """Features in HDF5: one dataset per key, shape [36, D] (float32 or float16)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = _open_h5(self.path, "r")
+        self.attrs = {name: _plain(value) for name, value in self._file.attrs.items()}
+        self._keys = list(self._file.keys())
+        self._key_set = set(self._keys)
+        if "dim" in self.attrs:
+            self.dim = int(self.attrs["dim"])
+        elif self._keys:
+            self.dim = int(self._file[self._keys[0]].shape[-1])
+        else:
+            raise data_error(self.path, "holds no features and no 'dim' attribute", "Extract features into it first")
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._key_set
+
+    def _read(self, key: str) -> np.ndarray:
+        dataset = self._file[key]
+        if not isinstance(dataset, h5py.Dataset) or dataset.shape != (VIEW_COUNT, self.dim):
+            shape = getattr(dataset, "shape", "a group")
+            raise data_error(
+                self.path,
+                f"entry {key!r} has shape {shape}, expected ({VIEW_COUNT}, {self.dim})",
+                "Re-extract this file; every key must hold the 36 views of one panorama",
+            )
+        return dataset[()]
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
 
 class HDF5FeatureWriter:
     """Write features into an HDF5 file, one dataset per key; a killed run resumes where it stopped.
@@ -27,8 +97,8 @@ class HDF5FeatureWriter:
     HDF5 itself is not crash-safe (a process killed while the library flushes leaves a file whose
     metadata points past its end; measured here: about 1 kill in 8 when flushing after every key). So
     the writer appends each :meth:`write` to a journal beside the output (``OUT.h5.journal``: length-
-    prefixed, CRC-checked records) and builds the HDF5 file only in :meth:`close`, into ``OUT.h5.tmp``
-    renamed over ``OUT.h5``. Guarantees against a kill at any moment (``SIGKILL`` included):
+    prefixed, CRC-checked records) and builds the HDF5 file only in :meth:`close`, into a temporary file
+    renamed over ``OUT.h5`` (:func:`envs.atomic.atomic_path`). Guarantees against a kill at any moment (``SIGKILL`` included):
 
     * ``OUT.h5`` is either absent or complete (the previous complete version while a resume runs);
     * every key whose ``write`` returned (with ``flush_every=1``) is in the journal; a torn last record
@@ -58,7 +128,7 @@ class HDF5FeatureWriter:
             raise ValueError(f"dtype must be float32 or float16, got {self.dtype}")
         self.flush_every = max(1, int(flush_every))
         self.attrs = {name: _plain(value) for name, value in attrs.items()}
-        self.attrs.update(format_version=FORMAT_VERSION, dim=self.dim, dtype=self.dtype.name, views=VIEWS)
+        self.attrs.update(format_version=FORMAT_VERSION, dim=self.dim, dtype=self.dtype.name, views=VIEW_COUNT)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._done: set[str] = set()
         if self.path.exists():
@@ -94,9 +164,8 @@ class HDF5FeatureWriter:
         path = self.journal_path
         if not path.exists():
             header = json.dumps(self.attrs, sort_keys=True).encode()
-            tmp = path.with_name(path.name + ".new")  # so a kill never leaves a journal with a torn header
-            tmp.write_bytes(JOURNAL_MAGIC + struct.pack("<I", len(header)) + header)
-            os.replace(tmp, path)
+            # atomically, so a kill never leaves a journal with a torn header
+            write_bytes(path, JOURNAL_MAGIC + struct.pack("<I", len(header)) + header)
         self._journal = journal = open(path, "r+b")
         try:
             if journal.read(len(JOURNAL_MAGIC)) != JOURNAL_MAGIC:
@@ -110,7 +179,7 @@ class HDF5FeatureWriter:
         except DataError:
             journal.close()
             raise
-        pos, expected = journal.tell(), VIEWS * self.dim * self.dtype.itemsize
+        pos, expected = journal.tell(), VIEW_COUNT * self.dim * self.dtype.itemsize
         while True:  # stop at the first torn or corrupt record: the kill happened there
             head = journal.read(4)
             if len(head) < 4:
@@ -138,8 +207,8 @@ class HDF5FeatureWriter:
     def write(self, scan: str, viewpoint: str, array: np.ndarray) -> None:
         """Store one panorama's features ``[36, D]``; writing an existing key replaces its values."""
         array = np.asarray(array)
-        if array.shape != (VIEWS, self.dim):
-            raise ValueError(f"features of {scan}_{viewpoint} have shape {array.shape}, expected ({VIEWS}, {self.dim})")
+        if array.shape != (VIEW_COUNT, self.dim):
+            raise ValueError(f"features of {scan}_{viewpoint} have shape {array.shape}, expected ({VIEW_COUNT}, {self.dim})")
         if self._closed:
             raise ValueError(f"{self.path}: the writer is closed")
         key = feature_key(scan, viewpoint)
@@ -182,22 +251,21 @@ class HDF5FeatureWriter:
             self._h5.close()
             return
         self._journal.flush()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.unlink(missing_ok=True)  # left by a kill during an earlier close
-        if self.path.exists():
-            shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "r+" if tmp.exists() else "w") as out:
-            for name, value in self.attrs.items():
-                out.attrs[name] = value
-            for key, (offset, size) in self._entries.items():
-                self._journal.seek(offset)
-                array = np.frombuffer(self._journal.read(size), dtype=self.dtype).reshape(VIEWS, self.dim)
-                if key in out:
-                    out[key][...] = array
-                else:
-                    out.create_dataset(key, data=array)
+        remove_leftovers(self.path)  # of a kill during an earlier close
+        with atomic_path(self.path) as tmp:
+            if self.path.exists():
+                shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "r+" if tmp.exists() else "w") as out:
+                for name, value in self.attrs.items():
+                    out.attrs[name] = value
+                for key, (offset, size) in self._entries.items():
+                    self._journal.seek(offset)
+                    array = np.frombuffer(self._journal.read(size), dtype=self.dtype).reshape(VIEW_COUNT, self.dim)
+                    if key in out:
+                        out[key][...] = array
+                    else:
+                        out.create_dataset(key, data=array)
         self._journal.close()
-        os.replace(tmp, self.path)
         self.journal_path.unlink()
 
     def __enter__(self) -> HDF5FeatureWriter:

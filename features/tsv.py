@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import binascii
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from envs.atomic import atomic_open
 from envs.datadir import DataError, data_error
-from features.store import TSV_COLUMNS, VIEWS, FeatureStore, feature_key
+from envs.kernel.grid import R2R_CAMERA, R2R_VFOV_DEGREES, VIEW_COUNT
+from features.layout import FeatureStore, feature_key
+
+TSV_COLUMNS = ("scanId", "viewpointId", "image_w", "image_h", "vfov", "features")
+
 
 def _number(text: bytes) -> int | float | str:
     """A TSV image-setting column as int when it is one, else float, else the raw text."""
@@ -49,7 +53,7 @@ class TSVFeatureStore(FeatureStore):
                     self.path,
                     f"line {line_no} has {len(fields)} tab-separated columns, expected {len(TSV_COLUMNS)} "
                     f"({', '.join(TSV_COLUMNS)})",
-                    "Rewrite the file with features.store.write_tsv",
+                    "Rewrite the file with features.tsv.write_tsv",
                 )
             if line_no == 1 and fields[0] == b"scanId":
                 continue  # a header row, which some converters add
@@ -74,13 +78,13 @@ class TSVFeatureStore(FeatureStore):
         if len(data) % 4:
             raise self._corrupt(line_no, key, f"base64 length {len(data)} is not a multiple of 4")
         n_bytes = len(data) // 4 * 3 - len(data[-2:]) + len(data[-2:].rstrip(b"="))
-        if n_bytes == 0 or n_bytes % (VIEWS * 4):
+        if n_bytes == 0 or n_bytes % (VIEW_COUNT * 4):
             raise data_error(
                 self.path,
                 f"line {line_no} ({key}): features decode to {n_bytes} bytes, not 36 views x D float32",
                 "The features column must be base64 of float32 [36, D] in C order",
             )
-        return n_bytes // (VIEWS * 4)
+        return n_bytes // (VIEW_COUNT * 4)
 
     def _corrupt(self, line_no: int, key: str, problem: str) -> DataError:
         return data_error(
@@ -102,7 +106,7 @@ class TSVFeatureStore(FeatureStore):
             raw = binascii.a2b_base64(self._file.read(length), strict_mode=True)
         except binascii.Error as err:
             raise self._corrupt(line_no, key, str(err)) from None
-        return np.frombuffer(raw, dtype="<f4").reshape(VIEWS, self.dim)
+        return np.frombuffer(raw, dtype="<f4").reshape(VIEW_COUNT, self.dim)
 
     def _read_order(self, keys: list[str]) -> Iterable[int]:
         return sorted(range(len(keys)), key=lambda i: self._rows[keys[i]][0])
@@ -114,29 +118,21 @@ class TSVFeatureStore(FeatureStore):
 def write_tsv(
     path: str | os.PathLike,
     rows: Iterable[tuple[str, str, np.ndarray]],
-    image_w: int = 640,
-    image_h: int = 480,
-    vfov: int | float = 60,
+    image_w: int = R2R_CAMERA.width,
+    image_h: int = R2R_CAMERA.height,
+    vfov: int | float = R2R_VFOV_DEGREES,
 ) -> int:
     """Write ``(scan, viewpoint, features [36, D])`` rows in the legacy TSV layout; returns the row count.
 
-    Written to a temporary file and renamed, so an interrupted write never leaves a truncated TSV.
+    Written atomically (:mod:`envs.atomic`), so an interrupted write never leaves a truncated TSV.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for scan, viewpoint, array in rows:
-                array = np.ascontiguousarray(array, dtype="<f4")
-                if array.ndim != 2 or array.shape[0] != VIEWS:
-                    raise ValueError(f"features of {scan}_{viewpoint} have shape {array.shape}, expected (36, D)")
-                head = f"{scan}\t{viewpoint}\t{image_w}\t{image_h}\t{vfov}\t".encode()
-                out.write(head + binascii.b2a_base64(array.tobytes(), newline=False) + b"\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as out:
+        for scan, viewpoint, array in rows:
+            array = np.ascontiguousarray(array, dtype="<f4")
+            if array.ndim != 2 or array.shape[0] != VIEW_COUNT:
+                raise ValueError(f"features of {scan}_{viewpoint} have shape {array.shape}, expected (36, D)")
+            head = f"{scan}\t{viewpoint}\t{image_w}\t{image_h}\t{vfov}\t".encode()
+            out.write(head + binascii.b2a_base64(array.tobytes(), newline=False) + b"\n")
+            count += 1
     return count

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from envs.datadir import DataDir, DataError, data_error, read_json
-from tasks.tokenize import R2R_MAX_LEN, Vocab
+from tasks.tokenize import ENVDROP_MIN_COUNT, R2R_MAX_LEN, Vocab
 
 R2R_SPLITS = ("train", "val_seen", "val_unseen", "test")
 
@@ -128,10 +128,16 @@ def encode_episodes(episodes: Iterable[Episode], vocab: Vocab, max_len: int = R2
         episode.instr_encoding = vocab.encode(episode.instruction, max_len)
 
 
-def build_r2r_vocab(source: str | os.PathLike, split: str = "train", min_count: int = 5, legacy_order: bool = True) -> Vocab:
-    """EnvDrop's vocabulary from an R2R split (``legacy_order`` reproduces its ``train_vocab.txt`` exactly)."""
-    return Vocab.build((e.instruction for e in load_r2r(source, split)), min_count=min_count, legacy_order=legacy_order)
+def r2r_vocab(instructions: Iterable[str], min_count: int = ENVDROP_MIN_COUNT, legacy_order: bool = True) -> Vocab:
+    """EnvDrop's vocabulary of R2R instructions (``legacy_order`` reproduces its ``train_vocab.txt`` exactly)."""
+    return Vocab.build(instructions, min_count=min_count, legacy_order=legacy_order)
 
 
-__all__ = ["Episode", "R2R_SPLITS", "DataError", "load_r2r", "encode_episodes", "build_r2r_vocab", "resolve_split_file",
+def build_r2r_vocab(source: str | os.PathLike, split: str = "train", min_count: int = ENVDROP_MIN_COUNT,
+                    legacy_order: bool = True) -> Vocab:
+    """EnvDrop's vocabulary from an R2R split file (or a data directory's)."""
+    return r2r_vocab((e.instruction for e in load_r2r(source, split)), min_count, legacy_order)
+
+
+__all__ = ["Episode", "R2R_SPLITS", "DataError", "load_r2r", "encode_episodes", "r2r_vocab", "build_r2r_vocab", "resolve_split_file",
            "check_field", "check_viewpoints"]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.atomic import write_bytes
 from envs.datadir import data_error
 
 PAD, UNK, EOS, BOS = "<PAD>", "<UNK>", "<EOS>", "<BOS>"
@@ -158,7 +159,7 @@ class Vocab:
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as EnvDrop does: one word a line, without the appended ``<BOS>``."""
         words = self.words[:-1] if self.words[-1] == BOS else self.words
-        Path(path).write_text("".join(f"{word}\n" for word in words), encoding="utf-8")
+        write_bytes(path, "".join(f"{word}\n" for word in words).encode("utf-8"))
 
     def __len__(self) -> int:
         return len(self.words)

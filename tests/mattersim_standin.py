@@ -1,7 +1,7 @@
 """A stand-in for the compiled ``MatterSim`` module: its API, recording every call, delegating to ours.
 
 With rendering enabled, states carry ``rgb`` as MatterSim's do (``[H, W, 3]`` uint8, BGR), drawn from the
-dataset path's skyboxes by :mod:`envs.render` at the state's heading and elevation.
+dataset path's skyboxes by :mod:`envs.kernel.skybox` at the state's heading and elevation.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import types
 import numpy as np
 import torch
 
-from envs.navgraph import load_graph
-from envs.render import load_skybox, render_views
-from envs.simulator import Simulator as PythonSimulator
+from envs.kernel.navgraph import load_graph
+from envs.kernel.skybox import load_skybox, render_views
+from envs.kernel.simulator import Simulator as PythonSimulator
 
 
 class _RenderedState:

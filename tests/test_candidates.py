@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from envs.candidates import (VIEW_COUNT, angle_feature, angle_features, build_candidate_index, turn_sequence,
-                             view_angle_features, view_elevation, view_heading)
-from envs.navgraph import load_graphs
-from envs.simulator import Simulator
+from envs.gym.candidates import (angle_feature, angle_features, build_candidate_index, turn_sequence,
+                                 view_angle_features, view_angle_table)
+from envs.kernel.backends import make_r2r_simulator
+from envs.kernel.grid import VIEW_COUNT, view_elevation, view_heading
+from envs.kernel.navgraph import load_graphs
+from envs.kernel.simulator import Simulator
 
 
 def envdrop_candidates(sim: Simulator, scan: str, viewpoint: str) -> dict[str, dict]:
@@ -39,7 +41,7 @@ def envdrop_candidates(sim: Simulator, scan: str, viewpoint: str) -> dict[str, d
 def real(shared_data):
     conn = shared_data / "connectivity"
     graphs = load_graphs(conn)
-    return graphs, build_candidate_index(graphs), Simulator.for_r2r(conn)
+    return graphs, build_candidate_index(graphs), make_r2r_simulator(conn)
 
 
 def test_index_equals_simulator_procedure(real):
@@ -103,14 +105,19 @@ def test_view_angles_match_the_simulator(real):
     *_, sim = real
     sim.newEpisode(["17DRP5sb8fy"], ["5b9b2794954e4694a45fc424a8643081"], [0], [math.radians(-30)])
     base_heading = 7 * math.radians(30)
-    feats = view_angle_features(base_heading)
+    feats = view_angle_features(7)
     assert feats.shape == (36, 128) and feats.dtype == np.float32
+    np.testing.assert_array_equal(view_angle_table()[7], feats)
     for ix in range(VIEW_COUNT):
         if ix:
             sim.makeAction([0], [1.0], [1.0 if ix % 12 == 0 else 0.0])
         state = sim.getState()[0]
         assert (view_heading(ix), view_elevation(ix)) == (state.heading, state.elevation)
-        np.testing.assert_array_equal(feats[ix], angle_feature(state.heading - base_heading, state.elevation))
+        # EnvDrop subtracts radians (leaving 1e-16 residues where the headings agree); ours is exact on the grid
+        np.testing.assert_allclose(feats[ix], angle_feature(state.heading - base_heading, state.elevation),
+                                   rtol=0, atol=1e-12)
+        if ix % 12 == 7:
+            assert feats[ix][0] == 0.0  # sin of the relative heading: exactly 0 straight ahead
 
 
 def test_angle_feature_layout():

@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from envs.navgraph import load_graph, read_scans_txt
-from envs.render import load_skybox, render_panorama
+from envs.kernel.navgraph import load_graph, read_scans_txt
+from envs.kernel.skybox import load_skybox, render_panorama
 from features.encoders import load_encoder
 from features.extract import ExtractConfig, MatterSimViews, extract, main, part_path
 from features.store import open_features

@@ -17,7 +17,9 @@ import pytest
 
 from envs.datadir import DataError
 from features import convert
-from features.store import HDF5FeatureWriter, open_features, write_tsv
+from features.hdf5 import HDF5FeatureWriter
+from features.store import open_features
+from features.tsv import write_tsv
 
 SAMPLE_TSV = "image_features_sample/valan_efficientnet_b4_3scans_36views.tsv"
 
@@ -129,7 +131,7 @@ def test_hdf5_writer_store_and_resume(tmp_path):
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np
-    from features.store import HDF5FeatureWriter
+    from features.hdf5 import HDF5FeatureWriter
     new = 0
     writer = HDF5FeatureWriter(sys.argv[1], 64, {"encoder": "test"})
     for i in range(100000):

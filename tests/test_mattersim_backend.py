@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from envs.mattersim_backend import MatterSimSimulator, make_r2r_simulator, make_simulator
-from envs.simulator import Simulator
+from envs.kernel.backends import MatterSimSimulator, make_r2r_simulator, make_simulator
+from envs.kernel.simulator import Simulator
 from tests import mattersim_standin
 
 

@@ -10,7 +10,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from envs.navgraph import NavGraph, load_graph
+from envs.kernel.navgraph import NavGraph, load_graph
 from eval import metrics as M
 
 # A line A-B-C-D-E (2 m apart) on the x axis, F 3 m above E (so d(E, F) is exactly 3), and a C-F shortcut of

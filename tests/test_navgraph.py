@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from envs.datadir import DataError
-from envs.navgraph import NavGraph, load_graph, load_graphs, read_scans_txt
+from envs.kernel.navgraph import NavGraph, load_graph, load_graphs, read_scans_txt
 
 
 def _pose(x: float, y: float, z: float) -> list[float]:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from envs.datadir import DataError
-from envs.render import (
+from envs.kernel.skybox import (
     LEVEL_POSE,
     camera_rays,
     cube_coordinates,
@@ -234,7 +234,7 @@ def test_rendering_a_column_range_gives_those_columns_of_the_whole_view():
 def test_agrees_with_the_synthetic_worlds_skybox_writer():
     """envs.world paints texel (face, row, col) with what lies along its face_directions; rendering a skybox
     whose texels hold their own directions must give back each pixel's camera ray."""
-    world_render = pytest.importorskip("envs.world.render")
+    world_render = pytest.importorskip("envs.world.raycast")
     pose = _yaw_pose(0.8).numpy()
     directions = torch.from_numpy(world_render.face_directions(64, pose)).permute(0, 3, 1, 2)  # [6, 3, S, S]
     headings, elevations = torch.tensor([0.0, 2.0, 4.0]), torch.tensor([0.0, 0.5, -0.5])

@@ -2,7 +2,7 @@
 
 ``FakeVLNEnv`` is a 3x3 grid house (4 m between neighbours, so only the goal itself is within 3 m) with random
 image features; each episode starts at the centre and names its goal in the instruction, so a follower must
-read the instruction to succeed. It follows ``envs.vector_env.VLNVectorEnv``'s interface (obs keys, info keys,
+read the instruction to succeed. It follows ``envs.gym.vector_env.VLNVectorEnv``'s interface (obs keys, info keys,
 no autoreset, EnvDrop's reward) and is also used by ``benchmarks/bench_train.py`` when asked.
 """
 
@@ -273,7 +273,10 @@ def test_follower_overfits_tiny_world():
 
 def test_speaker_and_backtranslation_iterations_run():
     torch.manual_seed(0)
-    env, aug = FakeVLNEnv(), FakeVLNEnv(seed=1)
+    from envs.gym.vector_env import EpisodeSampler
+
+    env = FakeVLNEnv()
+    aug = EpisodeSampler(env.episodes[::-1], env.num_envs, seed=1)  # augmented paths, played in env
     speaker = Speaker(SpeakerConfig(vocab_size=len(env.vocab), feature_dim=env.feature_dim, word_dim=16,
                                     hidden_dim=32))
     s_opts = make_speaker_optimizers(speaker)
@@ -302,28 +305,29 @@ def test_env_dropped_rollout_with_heading_observations(per_env):
 
 
 def test_augmented_paths_on_real_graph(shared_data):
-    from envs.navgraph import load_graph
-    from tasks.augment import augment_records, hop_counts, records_to_episodes
+    from agents.augment import as_r2r_records, augmentation_episodes
+    from envs.kernel.navgraph import load_graph
+    from envs.kernel.paths import hop_counts
 
     scan = "17DRP5sb8fy"
     graph = load_graph(shared_data / "connectivity", scan)
     hops = hop_counts(graph)
     i, j = graph.index[graph.included_ids[0]], graph.index[graph.included_ids[-1]]
     assert hops[i, j] == len(graph.shortest_path(graph.ids[i], graph.ids[j])) - 1
-    records = augment_records(shared_data, [scan], max_paths_per_scan=50, seed=3)
-    assert len(records) == 50
-    for r in records:
-        assert 4 <= len(r["path"]) - 1 <= 6 and r["distance"] > 5.0
-        assert r["distance"] == pytest.approx(graph.path_length(r["path"]), abs=1e-5)
-    assert records == augment_records(shared_data, [scan], max_paths_per_scan=50, seed=3)  # seeded
-    episodes = records_to_episodes(records)
-    assert episodes[0].instr_id == f"{records[0]['path_id']}_0" and episodes[0].goal == records[0]["path"][-1]
+    episodes = augmentation_episodes({scan: graph}, [scan], max_paths_per_scan=50, seed=3)
+    assert len(episodes) == 50
+    for ep in episodes:
+        assert 4 <= len(ep.path) - 1 <= 6 and ep.distance > 5.0 and ep.instruction == ""
+        assert ep.distance == pytest.approx(graph.path_length(ep.path), abs=1e-5)
+        assert ep.instr_id == f"{ep.path_id}_0"
+    again = augmentation_episodes({scan: graph}, [scan], max_paths_per_scan=50, seed=3)
+    assert as_r2r_records(again) == as_r2r_records(episodes)  # seeded
 
 
 # The real batched env on a tiny built-in world --------------------------------------------------------------
 @pytest.fixture
 def world(request):
-    pytest.importorskip("envs.vector_env")
+    pytest.importorskip("envs.gym.vector_env")
     try:
         return request.getfixturevalue("tiny_world")
     except pytest.FixtureLookupError:
@@ -335,22 +339,27 @@ def test_real_env_training_evaluation_and_backtranslation(world, tmp_path):
     import json
     import shutil
 
-    from envs.vector_env import VLNVectorEnv
-    from tasks.augment import augment_records, training_scans
+    from agents.augment import as_r2r_records, augmentation_episodes
+    from envs.gym.vector_env import EpisodeSampler, VLNVectorEnv
+    from envs.kernel.paths import PathRule
 
-    # A data directory beside the shared world, adding an augmentation split (R2R_aug_paths.json).
+    # A data directory beside the shared world, adding an augmentation split (R2R_aug_paths.json) that
+    # loads as a split of its own.
     data = tmp_path / "data"
     data.mkdir()
     for part in Path(world).iterdir():
         if part.name != "R2R":
             (data / part.name).symlink_to(part)
     shutil.copytree(Path(world) / "R2R", data / "R2R")
-    records = augment_records(data, training_scans(data), max_paths_per_scan=8, min_edges=2, min_distance=0.0)
-    (data / "R2R" / "R2R_aug_paths.json").write_text(json.dumps(records))
+    train = VLNVectorEnv(data, "train", num_envs=4, seed=0)
+    scans = list(dict.fromkeys(ep.scan for ep in train.episodes))
+    aug_episodes = augmentation_episodes(train.graphs, scans, rule=PathRule(2, 6, 0.0), max_paths_per_scan=8)
+    (data / "R2R" / "R2R_aug_paths.json").write_text(json.dumps(as_r2r_records(aug_episodes)))
+    assert len(VLNVectorEnv(data, "aug_paths", num_envs=4, seed=0).episodes) == len(aug_episodes)
 
     torch.manual_seed(0)
-    env = VLNVectorEnv(data, "train", num_envs=4, seed=0)
-    aug = VLNVectorEnv(data, "aug_paths", num_envs=4, seed=0)
+    env = train
+    aug = EpisodeSampler(aug_episodes, 4, seed=0)
     val = VLNVectorEnv(data, "val_seen", num_envs=4, seed=0)
     cfg = dict(vocab_size=len(env.vocab), feature_dim=env.feature_dim, pad_id=env.vocab.pad_id)
     follower = Follower(FollowerConfig(word_dim=32, hidden_dim=64, action_dim=16, **cfg))

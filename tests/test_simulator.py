@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from envs.datadir import DataError
-from envs.simulator import Simulator
+from envs.kernel.simulator import Simulator
 
 SCANS = ["2t7WUuJeko7", "17DRP5sb8fy"]
 VIEWPOINTS = ["cc34e9176bfe47ebb23c58c165203134", "5b9b2794954e4694a45fc424a8643081"]
@@ -221,7 +221,7 @@ def test_navigable_locations_every_scan(shared_data):
     scans = (conn / "scans.txt").read_text().split()
     sim = make_sim(conn, batch=len(scans), width=20, height=20, vfov=math.radians(90))
     rng = np.random.default_rng(1)
-    graphs = sim.world.graphs
+    graphs = sim.edges.graphs
     starts = [rng.choice(graphs[s].included_ids) for s in scans]
     sim.newEpisode(scans, starts, rng.uniform(0, 2 * math.pi, len(scans)).tolist(), [0.0] * len(scans))
     for t in range(10):

@@ -153,3 +153,38 @@ def test_rxr_trains_one_language(tiny_world, tmp_path):
     results = json.loads((out / "results" / "val_unseen.json").read_text())
     hindi = [e for e in train.VLNVectorEnv(tiny_world, "val_unseen", task="rxr", languages=["hi"]).episodes]
     assert {r["instr_id"] for r in results} == {e.instr_id for e in hindi}
+
+
+def test_rxr_backtranslation_samples_its_paths_from_the_training_env(tiny_world, tmp_path, monkeypatch):
+    """Back-translation on RxR (Hindi) in a data directory without R2R files: the augmented paths come from the
+    training env's own scans and graphs, carry the model's language, and no other env is built."""
+    data = tmp_path / "rxr_only"
+    data.mkdir()
+    for part in ("connectivity", "RxR", "features"):
+        (data / part).symlink_to(tiny_world / part)
+    built = []
+    real_init = train.VLNVectorEnv.__init__
+
+    def counting_init(self, data_dir, split, *args, **kwargs):
+        built.append(split)
+        real_init(self, data_dir, split, *args, **kwargs)
+
+    monkeypatch.setattr(train.VLNVectorEnv, "__init__", counting_init)
+    trainer_box = {}
+    real_run = train.Trainer.run
+
+    def run(self):
+        trainer_box["trainer"] = self
+        return real_run(self)
+
+    monkeypatch.setattr(train.Trainer, "run", run)
+    out = tmp_path / "run"
+    assert train.main(["rxr", "--data-dir", str(data), "--out", str(out), "--languages", "hi", "--backtranslate",
+                       "--speaker-iters", "2", "--iters", "2", "--bt-iters", "2", "--aug-paths-per-scan", "5",
+                       *TINY]) == 0
+    trainer = trainer_box["trainer"]
+    aug = trainer.aug_sampler.episodes
+    assert {ep.scan for ep in aug} == {ep.scan for ep in trainer.train_env.episodes}
+    assert {ep.language for ep in aug} == {"hi-IN"} and all(ep.instruction == "" for ep in aug)
+    assert built.count("train") == 1  # the augmented paths play in the training env itself
+    assert json.loads((out / "config.json").read_text())["stages"] == ["speaker", "follower", "backtranslate"]

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from agents import train
-from envs.vector_env import VLNVectorEnv
+from envs.gym.vector_env import VLNVectorEnv
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

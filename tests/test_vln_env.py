@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers the env ids)
 from envs.datadir import DataError
-from envs.vector_env import VLNVectorEnv
+from envs.gym.vector_env import VLNVectorEnv
 
 
 def _check_quietly(env) -> None:
@@ -194,7 +194,7 @@ def test_path_teacher_follows_the_reference_path(shared_data):
 
 def test_trajectories_replay_exactly_on_the_mattersim_rules(tiny_world):
     """Every entry of an env trajectory is the simulator's state after one EnvDrop action (turn or move)."""
-    from envs.simulator import Simulator
+    from envs.kernel.backends import make_r2r_simulator
 
     env = VLNVectorEnv(tiny_world, "val_unseen", num_envs=8, seed=4)
     obs, info = env.reset()
@@ -202,7 +202,7 @@ def test_trajectories_replay_exactly_on_the_mattersim_rules(tiny_world):
     for _ in range(6):
         mask = obs["action_mask"]
         obs, _, _, _, info = env.step((rng.random(mask.shape) * mask).argmax(1))  # random valid actions
-    sim = Simulator.for_r2r(tiny_world / "connectivity")
+    sim = make_r2r_simulator(tiny_world / "connectivity")
     for i, entry in enumerate(env.results()):
         ep = env.state.episodes[i]
         traj = entry["trajectory"]

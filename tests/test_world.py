@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from envs.datadir import DataDir, DataError
-from envs.navgraph import load_graph, read_scans_txt
+from envs.kernel.navgraph import load_graph, read_scans_txt
 from envs.world import WorldConfig, build_world
 from envs.world.__main__ import main
-from envs.world.features import concept_embeddings, concept_index, view_rays
+from envs.world.concepts import concept_embeddings, concept_index, view_rays
 from envs.world.layout import generate_house, pose_matrix
-from envs.world.render import face_directions
+from envs.world.raycast import face_directions
 
 SMALL = dict(houses_seen=2, houses_unseen=1, houses_test=1, paths_per_house=12, eval_paths_per_house=6,
              image_size=16, workers=1, feature_dim=256)

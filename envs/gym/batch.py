@@ -1,14 +1,9 @@
-"""The batched navigation core shared by the Gymnasium env and the vector env.
+"""The episode rules on a batch of episodes: the core shared by the Gymnasium env and the vector env.
 
-One implementation of the episode rules (EnvDrop's panoramic action space over MatterSim's discretized
-views) working on a batch of episodes at once in numpy. The single :class:`envs.vln_env.VLNEnv` is this core
-with a batch of one; :class:`envs.vector_env.VLNVectorEnv` exposes the batch.
-
-World tables (built once per data directory and split):
-- every included viewpoint of the split's scans gets a global row ``g``;
-- ``features[g]`` is its [36, D] view-feature block (zeros for the blind ablation);
-- ``cand_*[g, k]`` are its padded panoramic candidates (target row, view index, absolute heading and
-  elevation), in EnvDrop's order.
+One implementation of the rules (EnvDrop's panoramic action space over MatterSim's discretized views)
+working on a batch of episodes at once in numpy, over a split's :class:`~envs.gym.tables.ViewpointTables`.
+The single :class:`envs.gym.env.VLNEnv` is this core with a batch of one;
+:class:`envs.gym.vector_env.VLNVectorEnv` exposes the batch.
 
 Actions: 0 is STOP; ``k >= 1`` moves to candidate ``k - 1``. Taking a candidate tilts, turns right until the
 view index matches, then moves (as EnvDrop's ``make_equiv_action``), and every turn is recorded as a
@@ -17,128 +12,14 @@ repeated viewpoint in the trajectory. The agent arrives looking along that view.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
-from envs.candidates import VIEW_COUNT, angle_features, build_candidate_index
-from envs.datadir import DataError
-from envs.navgraph import NavGraph
-from envs.sim_geometry import ELEVATION_INCREMENT, HEADING_INCREMENT
-from eval.metrics import MetricOptions, score_episodes
+from envs.gym.candidates import ANGLE_DIM, angle_features, turn_sequence, view_angle_table
+from envs.gym.tables import ViewpointTables
+from envs.kernel.grid import (ELEVATIONS, HEADING_COUNT, HEADING_INCREMENT, VIEW_COUNT, snap_heading_index,
+                              view_elevation, view_heading)
+from eval.metrics import SUCCESS_DISTANCE, MetricOptions, score_episodes
 from tasks.r2r import Episode
-
-ANGLE_DIM = 128
-SUCCESS_DISTANCE = 3.0
-HEADING_STEP = HEADING_INCREMENT  # MatterSim's M_PI / 6
-ELEVATIONS = (-ELEVATION_INCREMENT, 0.0, ELEVATION_INCREMENT)
-
-
-@dataclass
-class WorldTables:
-    """Dense per-viewpoint arrays for one set of scans (see module docstring)."""
-
-    graphs: dict[str, NavGraph]
-    row_of: dict[tuple[str, str], int]  # (scan, viewpoint) -> global row
-    keys: list[tuple[str, str]]  # global row -> (scan, viewpoint)
-    scan_of_row: np.ndarray  # [G] int, index into scan_names
-    scan_names: list[str]
-    local_ix: np.ndarray  # [G] the viewpoint's ix in its scan's graph
-    features: np.ndarray  # [G, 36, D] float32 or float16
-    cand_target: np.ndarray  # [G, K] global row of the candidate (-1 on padding)
-    cand_point: np.ndarray  # [G, K] view index the candidate is seen from
-    cand_heading: np.ndarray  # [G, K] absolute heading (radians)
-    cand_elevation: np.ndarray  # [G, K] absolute elevation (radians)
-    cand_count: np.ndarray  # [G]
-    scan_base: np.ndarray  # [S] offset of each scan's block in dist_flat / hop_flat
-    scan_size: np.ndarray  # [S] viewpoints (all, excluded too) of each scan
-    dist_flat: np.ndarray  # every scan's [N, N] shortest distances, flattened one after another
-    hop_flat: np.ndarray  # the same layout: local ix of the next hop on a shortest path (-1 unreachable)
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.features.shape[-1])
-
-    @property
-    def max_candidates(self) -> int:
-        return int(self.cand_target.shape[1])
-
-    def row(self, scan: str, viewpoint: str) -> int:
-        try:
-            return self.row_of[(scan, viewpoint)]
-        except KeyError:
-            raise DataError(f"scan {scan} has no included viewpoint {viewpoint!r}") from None
-
-    def _pair_index(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        scan = self.scan_of_row[rows]
-        return self.scan_base[scan] + self.local_ix[rows] * self.scan_size[scan] + self.local_ix[goals]
-
-    def distances_to(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """Shortest-path distances from ``rows`` to ``goals`` (same scan), both [B] global rows."""
-        return self.dist_flat[self._pair_index(rows, goals)]
-
-    def next_hops(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """Local ix of the next viewpoint on a shortest path from ``rows`` to ``goals`` ([B] global rows)."""
-        return self.hop_flat[self._pair_index(rows, goals)]
-
-
-def build_tables(graphs: dict[str, NavGraph], feature_source, feature_dim: int = 640,
-                 feature_dtype=np.float32) -> WorldTables:
-    """Number the included viewpoints of ``graphs``, gather their features and padded candidates.
-
-    ``feature_source`` is a :class:`features.store.FeatureStore` or ``None`` for zero features of
-    ``feature_dim`` channels (the blind ablation).
-    """
-    scan_names = sorted(graphs)
-    keys: list[tuple[str, str]] = []
-    scan_of_row, local_ix = [], []
-    for s, scan in enumerate(scan_names):
-        graph = graphs[scan]
-        for ix in np.flatnonzero(graph.included):
-            keys.append((scan, graph.ids[ix]))
-            scan_of_row.append(s)
-            local_ix.append(int(ix))
-    row_of = {key: g for g, key in enumerate(keys)}
-    if feature_source is None:
-        features = np.zeros((len(keys), VIEW_COUNT, feature_dim), dtype=feature_dtype)
-    else:
-        features = feature_source.table([f"{scan}_{vp}" for scan, vp in keys], dtype=feature_dtype)
-
-    index = build_candidate_index({scan: graphs[scan] for scan in scan_names})
-    per_row = [index.for_viewpoint(scan, vp) for scan, vp in keys]
-    k_max = max(1, max(len(c) for c in per_row))
-    n = len(keys)
-    cand_target = np.full((n, k_max), -1, dtype=np.int64)
-    cand_point = np.zeros((n, k_max), dtype=np.int64)
-    cand_heading = np.zeros((n, k_max), dtype=np.float32)
-    cand_elevation = np.zeros((n, k_max), dtype=np.float32)
-    cand_count = np.zeros(n, dtype=np.int64)
-    for g, ((scan, _), cands) in enumerate(zip(keys, per_row)):
-        cand_count[g] = len(cands)
-        for k, c in enumerate(cands):
-            cand_target[g, k] = row_of[(scan, c.viewpoint_id)]
-            cand_point[g, k] = c.point_id
-            cand_heading[g, k] = c.heading
-            cand_elevation[g, k] = c.elevation
-    sizes = np.asarray([len(graphs[scan]) for scan in scan_names], dtype=np.int64)
-    base = np.concatenate([[0], np.cumsum(sizes**2)[:-1]]).astype(np.int64)
-    dist_flat = np.concatenate([graphs[scan].distances.ravel() for scan in scan_names])
-    hop_flat = np.concatenate([graphs[scan].next_hop_table.ravel() for scan in scan_names]).astype(np.int64)
-    return WorldTables(graphs, row_of, keys, np.asarray(scan_of_row), scan_names, np.asarray(local_ix),
-                       features, cand_target, cand_point, cand_heading, cand_elevation, cand_count,
-                       base, sizes, dist_flat, hop_flat)
-
-
-def view_angle_table() -> np.ndarray:
-    """[12, 36, 128] angle features of the 36 views relative to each of the 12 agent headings."""
-    view = np.arange(VIEW_COUNT)
-    out = np.empty((12, VIEW_COUNT, ANGLE_DIM), dtype=np.float32)
-    for h in range(12):
-        rel = (view % 12 - h) * HEADING_STEP
-        elev = np.asarray(ELEVATIONS)[view // 12]
-        out[h] = angle_features(rel, elev, ANGLE_DIM)
-    return out
 
 
 class BatchState:
@@ -148,7 +29,7 @@ class BatchState:
     only when asked for, so stepping stays vectorised.
     """
 
-    def __init__(self, tables: WorldTables, batch_size: int, max_steps: int | None,
+    def __init__(self, tables: ViewpointTables, batch_size: int, max_steps: int | None,
                  metric_options: MetricOptions = MetricOptions(), eager_metrics: bool = True,
                  teacher: str = "shortest") -> None:
         if teacher not in ("shortest", "path"):
@@ -183,7 +64,7 @@ class BatchState:
         for i, ep in enumerate(episodes):
             self.row[i] = t.row(ep.scan, ep.path[0])
             self.goal[i] = t.row(ep.scan, ep.path[-1]) if len(ep.path) > 1 or ep.distance is not None else -1
-            self.heading_ix[i] = snap_heading(ep.heading)
+            self.heading_ix[i] = snap_heading_index(ep.heading)
         self.start_heading[:] = self.heading_ix
         self.moves = [[] for _ in range(self.batch_size)]
         self.progress = np.zeros(self.batch_size, dtype=np.int64)  # furthest reference index reached
@@ -218,12 +99,12 @@ class BatchState:
     def candidate_angles(self) -> tuple[np.ndarray, np.ndarray]:
         """Per candidate, heading relative to the agent and absolute elevation: two [B, K] float32 arrays."""
         t = self.tables
-        rel_heading = t.cand_heading[self.row] - (self.heading_ix * HEADING_STEP)[:, None].astype(np.float32)
+        rel_heading = t.cand_heading[self.row] - (self.heading_ix * HEADING_INCREMENT)[:, None].astype(np.float32)
         return rel_heading, t.cand_elevation[self.row]
 
     def heading(self) -> np.ndarray:
         """[B] float32 the agent's heading (radians, on MatterSim's 30-degree grid)."""
-        return (self.heading_ix * HEADING_STEP).astype(np.float32)
+        return (self.heading_ix * HEADING_INCREMENT).astype(np.float32)
 
     def elevation(self) -> np.ndarray:
         """[B] float32 the agent's elevation (radians)."""
@@ -304,8 +185,7 @@ class BatchState:
             for i, p, tgt in zip(idx.tolist(), point.tolist(), target.tolist()):
                 self.moves[i].append((p, tgt))
             self.row[idx] = target
-            self.heading_ix[idx] = point % 12
-            self.elevation_ix[idx] = point // 12
+            self.elevation_ix[idx], self.heading_ix[idx] = np.divmod(point, HEADING_COUNT)
         self.steps[was_active] += 1
         self.distance = self._goal_distance()
         reward = np.zeros(self.batch_size, dtype=np.float32)
@@ -342,18 +222,13 @@ class BatchState:
         """
         keys = self.tables.keys
         vp = self.episodes[i].path[0]
-        h, e = int(self.start_heading[i]), 1
-        traj = [[vp, h * HEADING_STEP, ELEVATIONS[e]]]
+        view = int(self.start_heading[i]) + HEADING_COUNT  # level
+        traj = [[vp, view_heading(view), view_elevation(view)]]
         for point, target in self.moves[i]:
-            target_e, target_h = divmod(point, 12)
-            while e != target_e:
-                e += 1 if target_e > e else -1
-                traj.append([vp, h * HEADING_STEP, ELEVATIONS[e]])
-            while h != target_h:
-                h = (h + 1) % 12
-                traj.append([vp, h * HEADING_STEP, ELEVATIONS[e]])
-            vp = keys[target][1]
-            traj.append([vp, h * HEADING_STEP, ELEVATIONS[e]])
+            turns = turn_sequence(view, point)
+            traj.extend([vp, view_heading(v), view_elevation(v)] for v in turns.views)
+            vp, view = keys[target][1], point
+            traj.append([vp, view_heading(view), view_elevation(view)])
         return traj
 
     def visited(self, i: int) -> list[str]:
@@ -375,13 +250,3 @@ class BatchState:
     def result(self, i: int) -> dict:
         """Episode ``i`` in the submission format."""
         return {"instr_id": self.episodes[i].instr_id, "trajectory": self.trajectory(i)}
-
-
-def snap_heading(heading: float) -> int:
-    """MatterSim's discretized mode: the nearest of the 12 headings (index 0..11), halves rounded up (lround)."""
-    ratio = math.fmod(heading, 2 * math.pi)
-    ratio = (ratio + 2 * math.pi if ratio < 0 else ratio) / HEADING_STEP
-    whole = math.floor(ratio)
-    return int(whole + (ratio - whole >= 0.5)) % 12
-
-

@@ -10,7 +10,7 @@ rel_heading`` (absolute), ``elevation = state.elevation + rel_elevation`` (absol
 and ``idx`` (its index in that view's ``navigableLocations``, used to move).
 
 :func:`build_candidate_index` computes exactly that for every included viewpoint at once, with the
-simulator's float32 geometry (:mod:`envs.sim_geometry`) instead of 36 simulator calls per viewpoint; the
+simulator's float32 geometry (:mod:`envs.kernel.geometry`) instead of 36 simulator calls per viewpoint; the
 tests prove it equal to the simulator-driven procedure.
 """
 
@@ -24,38 +24,25 @@ from typing import NamedTuple
 
 import numpy as np
 
+from envs.atomic import save_npz
 from envs.datadir import DataError
-from envs.navgraph import NavGraph
-from envs.sim_geometry import (ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT, camera_directions,
-                               cos_half_hfov, edge_geometry, relative_headings, visible)
+from envs.kernel.geometry import camera_directions, cos_half_hfov, edge_geometry, relative_headings, visible
+from envs.kernel.grid import (HEADING_COUNT, HEADING_INCREMENT, R2R_CAMERA, VIEW_COUNT, VIEW_ELEVATIONS,
+                              VIEW_HEADINGS, Camera, view_elevation, view_heading)
+from envs.kernel.navgraph import NavGraph
 
-VIEW_COUNT = 36
-R2R_CAMERA = (640, 480, math.radians(60))  # width, height, vertical field of view (radians)
+ANGLE_DIM = 128  # EnvDrop's angle feature: [sin h, cos h, sin e, cos e] x 32
 _CACHE_VERSION = 1
 
 
-def view_heading(ix: int) -> float:
-    """MatterSim's heading of view ``ix`` (radians): ``(ix % 12) * (2 pi / 12)``."""
-    return (ix % HEADING_COUNT) * HEADING_INCREMENT
-
-
-def view_elevation(ix: int) -> float:
-    """MatterSim's elevation of view ``ix`` (radians): -pi/6 for 0-11, 0 for 12-23, +pi/6 for 24-35."""
-    return (ix // HEADING_COUNT - 1) * ELEVATION_INCREMENT
-
-
-VIEW_HEADINGS = np.array([view_heading(i) for i in range(VIEW_COUNT)])  # [36] float64
-VIEW_ELEVATIONS = np.array([view_elevation(i) for i in range(VIEW_COUNT)])  # [36] float64
-
-
-def angle_feature(heading: float, elevation: float, size: int = 128) -> np.ndarray:
+def angle_feature(heading: float, elevation: float, size: int = ANGLE_DIM) -> np.ndarray:
     """EnvDrop's ``utils.angle_feature``: ``[sin h, cos h, sin e, cos e]`` tiled ``size // 4`` times
     (interleaved: element 4k is sin h), float32 [size]."""
     return np.array([math.sin(heading), math.cos(heading), math.sin(elevation), math.cos(elevation)]
                     * (size // 4), dtype=np.float32)
 
 
-def angle_features(headings: np.ndarray, elevations: np.ndarray, size: int = 128) -> np.ndarray:
+def angle_features(headings: np.ndarray, elevations: np.ndarray, size: int = ANGLE_DIM) -> np.ndarray:
     """Vectorised :func:`angle_feature`: headings and elevations of any (broadcastable) shape S -> [*S, size]."""
     h = np.asarray(headings, dtype=np.float64)
     e = np.asarray(elevations, dtype=np.float64)
@@ -64,10 +51,20 @@ def angle_features(headings: np.ndarray, elevations: np.ndarray, size: int = 128
     return np.tile(four, (1,) * h.ndim + (size // 4,))  # (*S, size)
 
 
-def view_angle_features(base_heading: float, size: int = 128) -> np.ndarray:
-    """Angle features [36, size] of the 36 views seen from an agent heading ``base_heading`` (EnvDrop's
-    ``get_point_angle_feature``: heading relative to the agent, elevation absolute)."""
-    return angle_features(VIEW_HEADINGS - base_heading, VIEW_ELEVATIONS, size)
+def view_angle_features(heading_index: int, size: int = ANGLE_DIM) -> np.ndarray:
+    """Angle features [36, size] of the 36 views seen by an agent looking along heading ``heading_index``
+    (0-11; EnvDrop's ``get_point_angle_feature``: heading relative to the agent, elevation absolute).
+
+    The relative heading is taken on the grid, ``(view % 12 - heading_index) * 30 degrees``, so it is exactly 0
+    where EnvDrop's difference of radians leaves a 1e-16 residue.
+    """
+    relative = (np.arange(VIEW_COUNT) % HEADING_COUNT - heading_index) * HEADING_INCREMENT
+    return angle_features(relative, VIEW_ELEVATIONS, size)
+
+
+def view_angle_table(size: int = ANGLE_DIM) -> np.ndarray:
+    """[12, 36, size] :func:`view_angle_features` for each of the 12 agent headings."""
+    return np.stack([view_angle_features(h, size) for h in range(HEADING_COUNT)])
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ class CandidateIndex:
                 for k in range(int(self.offsets[g]), int(self.offsets[g + 1]))]
 
 
-def scan_candidates(graph: NavGraph, camera: tuple[int, int, float] = R2R_CAMERA) -> dict[str, np.ndarray]:
+def scan_candidates(graph: NavGraph, camera: Camera = R2R_CAMERA) -> dict[str, np.ndarray]:
     """One scan's candidate arrays (CSR over its viewpoints), EnvDrop's procedure in closed form."""
     geo = edge_geometry(graph)
     n_edges = len(geo.dst)
@@ -197,8 +194,8 @@ def scan_candidates(graph: NavGraph, camera: tuple[int, int, float] = R2R_CAMERA
             "distance": geo.distance[e], "nav_index": (rank[e, v] + 1).astype(np.int16)}
 
 
-def _cache_key(graphs: dict[str, NavGraph], camera: tuple[int, int, float]) -> str:
-    digest = hashlib.sha1(f"v{_CACHE_VERSION} {camera}".encode())
+def _cache_key(graphs: dict[str, NavGraph], camera: Camera) -> str:
+    digest = hashlib.sha1(f"v{_CACHE_VERSION} {tuple(camera)}".encode())
     for scan, graph in graphs.items():
         digest.update(scan.encode())
         digest.update("\n".join(graph.ids).encode())
@@ -209,7 +206,7 @@ def _cache_key(graphs: dict[str, NavGraph], camera: tuple[int, int, float]) -> s
 
 
 def build_candidate_index(graphs: dict[str, NavGraph], cache_dir: str | Path | None = None,
-                          camera: tuple[int, int, float] = R2R_CAMERA) -> CandidateIndex:
+                          camera: Camera = R2R_CAMERA) -> CandidateIndex:
     """Candidates of every viewpoint of ``graphs`` (EnvDrop's procedure with the R2R camera).
 
     With ``cache_dir``, the arrays are stored there as ``candidates-{hash}.npz``, keyed by a hash of the
@@ -238,8 +235,5 @@ def build_candidate_index(graphs: dict[str, NavGraph], cache_dir: str | Path | N
         arrays[name] = (np.concatenate([p[name] for p in parts]) if parts
                         else np.zeros(0, dtype=np.float64))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        save_npz(path, **arrays)  # atomic: a concurrent reader never sees half a file
     return CandidateIndex(scans, ids, node_offset, *(arrays[name] for name in _ARRAYS))

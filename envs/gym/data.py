@@ -2,7 +2,7 @@
 
 ``load_task_data(data_dir, split, task, features)`` resolves the data directory (the built-in world when none
 is given), loads the split's episodes, the graphs of their scans, the vocabulary (built from the training
-split by EnvDrop's rule, as the agent's own), the view features and the candidate tables.
+split by EnvDrop's rule, as the agent's own), the view features and the per-viewpoint tables.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.datadir import DataDir, DataError, data_error
-from envs.navgraph import load_graphs
-from envs.vln_core import WorldTables, build_tables
+from envs.datadir import DataDir, DataError, data_error, read_json
+from envs.gym.tables import ViewpointTables, build_tables
+from envs.kernel.navgraph import load_graphs
+from envs.world.builtin import resolve_data_dir
+from features.store import open_features
 from tasks.r2r import Episode
+from tasks.rxr import language_group
+from tasks.splits import build_vocabs, check_task, load_split
 
-TASKS = ("r2r", "rxr")
 DEFAULT_MAX_INSTR_LEN = {"r2r": 80, "rxr": 160}
 
 
@@ -30,7 +33,7 @@ class TaskData:
     task: str
     split: str
     episodes: list[Episode]
-    tables: WorldTables
+    tables: ViewpointTables
     vocabs: dict[str, object]  # language group -> tasks Vocab
     max_instr_len: int
     features_path: Path | None
@@ -70,31 +73,22 @@ class TaskData:
     def vocab_for(self, episode: Episode):
         if self.task == "r2r":
             return self.vocabs["en"]
-        from tasks.rxr import language_group
-
         group = language_group(episode.language)
         if group not in self.vocabs:
             raise DataError(f"no {group} vocabulary: the training split has no {group} instructions")
         return self.vocabs[group]
 
 
-def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """The given data directory, or the built-in world (built once into the cache and announced)."""
-    if data_dir is not None:
-        path = Path(data_dir)
-        if not path.is_dir():
-            raise data_error(path, "data directory not found", "Pass --data-dir a folder holding connectivity/ and R2R/")
-        return path
-    from envs.world import default_world_dir
-
-    return default_world_dir()
-
-
 def resolve_features(data: DataDir, features: str | None) -> Path | None:
-    """``"none"`` -> None (zero features); a name or path -> the file; None -> the directory's only file."""
+    """``"none"`` -> None (zero features); a name or path -> the file; None -> the file a built-in world's
+    manifest names, else the directory's only feature file."""
     if features == "none":
         return None
     if features is None:
+        manifest = data.root / "world.json"
+        named = read_json(manifest, "world manifest", "") if manifest.exists() else {}
+        if isinstance(named, dict) and isinstance(named.get("features"), dict) and "file" in named["features"]:
+            return data.require(data.root / named["features"]["file"], "the built-in world's feature file")
         folder = data.root / "features"
         found = sorted(p for p in folder.glob("*") if p.suffix in (".h5", ".hdf5", ".tsv")) if folder.is_dir() else []
         if len(found) == 1:
@@ -107,39 +101,11 @@ def resolve_features(data: DataDir, features: str | None) -> Path | None:
     return data.require(data.features(features), f"feature file {features!r}")
 
 
-def load_episodes(data: DataDir, task: str, split: str, languages: tuple[str, ...] | None) -> list[Episode]:
-    """The split's episodes (R2R json or RxR guide file)."""
-    if task == "r2r":
-        from tasks.r2r import load_r2r
-
-        return load_r2r(data.require(data.r2r_split(split), f"R2R {split} split"), split)
-    if task == "rxr":
-        from tasks.rxr import load_rxr
-
-        return load_rxr(data.require(data.rxr_split(split), f"RxR {split} guide file"), split,
-                        languages=list(languages) if languages else None)
-    raise DataError(f"unknown task {task!r}; choose one of {TASKS}")
-
-
-def load_vocabs(data: DataDir, task: str, languages: tuple[str, ...] | None) -> dict[str, object]:
-    """Vocabularies built from the training split: EnvDrop's rule for R2R (key ``"en"``); for RxR one per
-    language group present (``en``, ``hi``, ``te``), as CLIP-ViL trains one model per language."""
-    train = load_episodes(data, task, "train", languages)
-    if task == "r2r":
-        from tasks.tokenize import Vocab
-
-        return {"en": Vocab.build((ep.instruction for ep in train), min_count=5, legacy_order=True)}
-    from tasks.rxr import build_rxr_vocab, language_group
-
-    groups = sorted({language_group(ep.language) for ep in train})
-    return {group: build_rxr_vocab(train, group) for group in groups}
-
-
 @lru_cache(maxsize=8)
 def _load_cached(root: str, task: str, split: str, features, languages: tuple[str, ...] | None,
                  feature_dtype: str) -> TaskData:
     data = DataDir(Path(root))
-    episodes = load_episodes(data, task, split, languages)
+    episodes = load_split(data, task, split, languages)
     if not episodes:
         raise data_error(data.root, f"the {task} {split} split has no episodes"
                          + (f" in languages {languages}" if languages else ""))
@@ -154,8 +120,6 @@ def _load_cached(root: str, task: str, split: str, features, languages: tuple[st
         if features_path is None:
             tables = build_tables(graphs, None, feature_dtype=dtype)
         else:
-            from features.store import open_features
-
             with open_features(features_path) as store:
                 tables = build_tables(graphs, store, feature_dtype=dtype)
     vocabs = _cached_vocabs(str(data.root), task, languages)
@@ -167,17 +131,14 @@ def _load_cached(root: str, task: str, split: str, features, languages: tuple[st
 @lru_cache(maxsize=8)
 def _cached_vocabs(root: str, task: str, languages: tuple[str, ...] | None) -> dict[str, object]:
     """The training split's vocabularies, built once per process (every split's env shares them)."""
-    return load_vocabs(DataDir(Path(root)), task, languages)
+    return build_vocabs(task, load_split(DataDir(Path(root)), task, "train", languages))
 
 
 def load_task_data(data_dir: str | Path | None = None, split: str = "train", task: str = "r2r",
                    features: str | None = None, languages: list[str] | tuple[str, ...] | None = None,
                    feature_dtype: str = "float32") -> TaskData:
     """Load (once per process for the same arguments) what an env needs; see the module docstring."""
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; choose one of {TASKS}")
+    check_task(task)
     root = resolve_data_dir(data_dir)
-    if features is None and data_dir is None:
-        features = "world"
     langs = tuple(languages) if languages else None
     return _load_cached(str(root.resolve()), task, split, features, langs, feature_dtype)

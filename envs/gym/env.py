@@ -7,9 +7,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from envs.vln_core import BatchState
-from envs.vln_data import load_task_data
-from envs.vector_env import observation_space
+from envs.gym.batch import BatchState
+from envs.gym.data import load_task_data
+from envs.gym.spaces import observation_space
+from envs.kernel.grid import ELEVATIONS, HEADING_INCREMENT, R2R_CAMERA
 
 
 class VLNEnv(gym.Env):
@@ -19,7 +20,7 @@ class VLNEnv(gym.Env):
     Room-to-Room (Anderson et al., 2018) and Room-across-Room (Ku et al., 2020) in EnvDrop's panoramic
     action space (Tan et al., 2019): at each viewpoint the agent sees 36 views (12 headings x 3 elevations)
     and chooses one of the navigable neighbours, or STOP. Rules, angles and trajectories follow MatterSim's
-    discretized simulator exactly (see :mod:`envs.simulator` and :mod:`envs.candidates`).
+    discretized simulator exactly (see :mod:`envs.kernel.simulator` and :mod:`envs.gym.candidates`).
 
     ## Action Space
     ``Discrete(K + 1)``: 0 is STOP, ``k >= 1`` moves to candidate ``k - 1``. K is the largest candidate count
@@ -112,10 +113,9 @@ class VLNEnv(gym.Env):
                 self._warned_no_images = True
         return self._text()
 
-    def _camera_view(self, width: int = 640, height: int = 480) -> np.ndarray | None:
+    def _camera_view(self) -> np.ndarray | None:
         """What the agent's camera sees (R2R camera), rendered from the skybox; None without images."""
-        from envs.render import has_skybox, load_skybox, render_views
-        from envs.vln_core import ELEVATIONS, HEADING_STEP
+        from envs.kernel.skybox import has_skybox, load_skybox, render_views  # torch: only when rendering
 
         s = self.state
         scan, vp = s.tables.keys[s.row[0]]
@@ -124,10 +124,10 @@ class VLNEnv(gym.Env):
             return None
         graph = s.tables.graphs[scan]
         faces = load_skybox(skyboxes, scan, vp)[None]  # (1, 6, 3, S, S)
-        heading = np.array([[s.heading_ix[0] * HEADING_STEP]])
+        heading = np.array([[s.heading_ix[0] * HEADING_INCREMENT]])
         elevation = np.array([[ELEVATIONS[s.elevation_ix[0]]]])
         rotation = graph.poses[graph.ix(vp)][None, :3, :3]
-        view = render_views(faces, heading, elevation, rotation, width=width, height=height)  # (1, 1, 3, H, W)
+        view = render_views(faces, heading, elevation, rotation, *R2R_CAMERA)  # (1, 1, 3, H, W)
         return view[0, 0].permute(1, 2, 0).numpy()  # (H, W, 3) uint8
 
     def _text(self) -> str:

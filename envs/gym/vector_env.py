@@ -1,6 +1,6 @@
 """A native batched Gymnasium vector env for training: B VLN episodes stepped together in numpy.
 
-Same rules as :class:`envs.vln_env.VLNEnv` (both run :class:`envs.vln_core.BatchState`), but episodes
+Same rules as :class:`envs.gym.env.VLNEnv` (both run :class:`envs.gym.batch.BatchState`), but episodes
 come in batches the way EnvDrop trains: ``reset()`` draws the next B episodes of a shuffled epoch and there is
 no autoreset (``AutoresetMode.DISABLED``): a finished slot stays finished, its actions ignored and only STOP
 unmasked, until the next ``reset()``.
@@ -15,39 +15,63 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from envs.vln_core import ANGLE_DIM, VIEW_COUNT, BatchState
-from envs.vln_data import TaskData, load_task_data
+from envs import MAX_EPISODE_STEPS
+from envs.gym.batch import BatchState
+from envs.gym.data import load_task_data
+from envs.gym.spaces import observation_space
 from tasks.r2r import Episode
 
 
-FEATURE_BOUND = 1e4  # finite bounds keep check_env quiet; image features are far smaller than this
+class EpisodeSampler:
+    """Batches of episodes, epoch after epoch in a fresh shuffled order (EnvDrop's ``R2RBatch``).
 
+    A batch is the next ``batch_size`` episodes of the current order; when fewer are left, the order is
+    reshuffled and the epoch starts again (a split smaller than the batch is topped up at random). The
+    trainer keeps a second sampler for back-translation's augmented paths and plays its batches in the same
+    env (``env.reset(options={"episodes": sampler.next_batch()})``).
+    """
 
-def observation_space(data: TaskData, mode: str = "features") -> gym.spaces.Dict:
-    """The single-episode observation space (see :class:`envs.vln_env.VLNEnv` and :class:`VLNVectorEnv`)."""
-    dim = data.tables.feature_dim + ANGLE_DIM
-    k = data.tables.max_candidates
-    spaces = {"instruction": gym.spaces.Box(0, data.vocab_size - 1, shape=(data.max_instr_len,), dtype=np.int64)}
-    if mode == "features":
-        spaces["view_features"] = gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, shape=(VIEW_COUNT, dim),
-                                                 dtype=np.float32)
-        spaces["candidate_features"] = gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, shape=(k, dim),
-                                                      dtype=np.float32)
-    elif mode == "indices":
-        spaces["viewpoint"] = gym.spaces.Box(0, len(data.tables.keys) - 1, shape=(), dtype=np.int64)
-        spaces["heading_index"] = gym.spaces.Box(0, 11, shape=(), dtype=np.int64)
-        spaces["candidate_view"] = gym.spaces.Box(0, VIEW_COUNT - 1, shape=(k,), dtype=np.int64)
-        spaces["candidate_angles"] = gym.spaces.Box(-2 * np.pi, 2 * np.pi, shape=(k, 2), dtype=np.float32)
-    else:
-        raise ValueError(f"observation mode must be 'features' or 'indices', got {mode!r}")
-    spaces["heading"] = gym.spaces.Box(0.0, 2 * np.pi, shape=(), dtype=np.float32)
-    spaces["elevation"] = gym.spaces.Box(-np.pi / 2, np.pi / 2, shape=(), dtype=np.float32)
-    spaces["action_mask"] = gym.spaces.MultiBinary(k + 1)
-    return gym.spaces.Dict(spaces)
+    def __init__(self, episodes: list[Episode], batch_size: int, seed: int | None = None,
+                 shuffle: bool = True) -> None:
+        if not episodes:
+            raise ValueError("an episode sampler needs at least one episode")
+        self.episodes = list(episodes)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.reseed(seed)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart from a fresh random state and the original order: the next batch starts a new epoch."""
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(self.episodes))
+        self._cursor = len(self._order)
+
+    def next_batch(self) -> list[Episode]:
+        """The next ``batch_size`` episodes."""
+        if self._cursor + self.batch_size > len(self._order):
+            if self.shuffle:
+                self._rng.shuffle(self._order)
+            self._cursor = 0
+        take = self._order[self._cursor : self._cursor + self.batch_size]
+        self._cursor += self.batch_size
+        batch = [self.episodes[j] for j in take]
+        while len(batch) < self.batch_size:  # a split smaller than the batch
+            batch.append(self.episodes[int(self._rng.integers(len(self.episodes)))])
+        return batch
+
+    def get_state(self) -> dict:
+        """Where the sampler is (shuffle state, order, cursor), for exact resumption."""
+        return {"rng": self._rng.bit_generator.state, "order": self._order.tolist(), "cursor": int(self._cursor)}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s position."""
+        self._rng.bit_generator.state = state["rng"]
+        self._order = np.asarray(state["order"], dtype=np.int64)
+        self._cursor = int(state["cursor"])
 
 
 class VLNVectorEnv(VectorEnv):
-    """B R2R/RxR episodes at once. See the module docstring and :class:`envs.vln_env.VLNEnv` for the spaces.
+    """B R2R/RxR episodes at once. See the module docstring and :class:`envs.gym.env.VLNEnv` for the spaces.
 
     Arguments:
         data_dir: a data directory (None: the built-in world).
@@ -68,13 +92,12 @@ class VLNVectorEnv(VectorEnv):
             ``heading_index`` (0-11; row of :attr:`view_angle_table`), ``candidate_view`` [K] (the view each
             candidate is seen from) and ``candidate_angles`` [K, 2] (heading relative to the agent, absolute
             elevation), so the agent gathers features itself, on its own device, without copying them here.
-            ``agents.observe.ObservationTensors`` turns either form into the same tensors.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.DISABLED}
 
     def __init__(self, data_dir: str | Path | None = None, split: str = "train", features: str | None = None,
-                 task: str = "r2r", num_envs: int = 64, max_steps: int = 35,
+                 task: str = "r2r", num_envs: int = 64, max_steps: int = MAX_EPISODE_STEPS,
                  languages: list[str] | None = None, seed: int | None = None, shuffle: bool = True,
                  feature_dtype: str = "float32", observation_mode: str = "features",
                  metrics_in_info: bool = True, episodes: list[Episode] | None = None,
@@ -90,14 +113,9 @@ class VLNVectorEnv(VectorEnv):
         self.state = BatchState(self.data.tables, num_envs, max_steps, eager_metrics=metrics_in_info,
                                 teacher=teacher)
         self.metrics_in_info = metrics_in_info
-        self.shuffle = shuffle
-        self._rng = np.random.default_rng(seed)
-        self._episodes = list(episodes) if episodes is not None else self.data.episodes
-        if not self._episodes:
-            raise ValueError("VLNVectorEnv needs at least one episode")
-        self._order = np.arange(len(self._episodes))
-        self._cursor = len(self._order)  # forces a shuffle on the first reset
-        self._by_id = {ep.instr_id: ep for ep in self._episodes}
+        self.sampler = EpisodeSampler(episodes if episodes is not None else self.data.episodes, num_envs, seed,
+                                      shuffle)
+        self._by_id = {ep.instr_id: ep for ep in self.sampler.episodes}
 
     # -- conveniences the agent uses ---------------------------------------------------------------
     @property
@@ -106,7 +124,7 @@ class VLNVectorEnv(VectorEnv):
 
     @property
     def episodes(self) -> list[Episode]:
-        return self._episodes
+        return self.sampler.episodes
 
     @property
     def graphs(self):
@@ -132,7 +150,7 @@ class VLNVectorEnv(VectorEnv):
 
     def iter_batches(self) -> Iterator[dict]:
         """Reset options covering every episode of the split once, in order (the last batch padded)."""
-        eps = self._episodes
+        eps = self.sampler.episodes
         for start in range(0, len(eps), self.num_envs):
             chunk = eps[start : start + self.num_envs]
             chunk = chunk + [chunk[-1]] * (self.num_envs - len(chunk))
@@ -141,8 +159,7 @@ class VLNVectorEnv(VectorEnv):
     # -- Gymnasium API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            self._cursor = len(self._order)
+            self.sampler.reseed(seed)
         episodes = self._pick(options or {})
         instructions = np.stack([self.data.encode(ep) for ep in episodes])  # (B, L)
         self.state.start(episodes, instructions)
@@ -157,14 +174,12 @@ class VLNVectorEnv(VectorEnv):
         return self._observe(), reward, terminated, truncated, info
 
     def get_state(self) -> dict:
-        """Where the episode sampler is (shuffle state, order, cursor), for exact resumption."""
-        return {"rng": self._rng.bit_generator.state, "order": self._order.tolist(), "cursor": int(self._cursor)}
+        """Where the episode sampler is, for exact resumption (:meth:`EpisodeSampler.get_state`)."""
+        return self.sampler.get_state()
 
     def set_state(self, state: dict) -> None:
         """Restore :meth:`get_state`'s sampler position."""
-        self._rng.bit_generator.state = state["rng"]
-        self._order = np.asarray(state["order"], dtype=np.int64)
-        self._cursor = int(state["cursor"])
+        self.sampler.set_state(state)
 
     def metrics(self) -> list[dict | None]:
         """Per slot, the metrics of its finished episode (None while it runs or without a reference path)."""
@@ -184,15 +199,7 @@ class VLNVectorEnv(VectorEnv):
                 raise KeyError(f"unknown instr_id(s) {missing[:5]} in the {self.data.split} split")
             episodes = [self._by_id[i] for i in options["instr_ids"]]
         else:
-            if self._cursor + self.num_envs > len(self._order):
-                if self.shuffle:
-                    self._rng.shuffle(self._order)
-                self._cursor = 0
-            take = self._order[self._cursor : self._cursor + self.num_envs]
-            self._cursor += self.num_envs
-            episodes = [self._episodes[j] for j in take]
-            while len(episodes) < self.num_envs:  # a split smaller than the batch
-                episodes.append(self._episodes[int(self._rng.integers(len(self._episodes)))])
+            episodes = self.sampler.next_batch()
         if len(episodes) != self.num_envs:
             raise ValueError(f"reset needs {self.num_envs} episodes, got {len(episodes)}")
         return episodes

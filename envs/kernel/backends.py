@@ -9,11 +9,11 @@ either. The real one is useful to cross-check numbers or to render images; it ne
 from __future__ import annotations
 
 import importlib
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from envs.simulator import Simulator
+from envs.kernel.grid import R2R_CAMERA
+from envs.kernel.simulator import Simulator
 
 BACKENDS = ("python", "mattersim", "auto")
 
@@ -22,7 +22,7 @@ class MatterSimSimulator:
     """The real ``MatterSim.Simulator`` behind this package's interface.
 
     Differences it smooths over: paths may be ``Path`` objects; batches may be numpy arrays (pybind11 wants
-    plain ``int``/``float`` lists); rendering starts disabled, as in :class:`envs.simulator.Simulator`
+    plain ``int``/``float`` lists); rendering starts disabled, as in :class:`envs.kernel.simulator.Simulator`
     (MatterSim's own default is on). Everything else is forwarded unchanged, errors included.
     """
 
@@ -79,15 +79,16 @@ def make_simulator(backend: str = "python") -> Simulator | MatterSimSimulator:
     return MatterSimSimulator(_import_mattersim())
 
 
-def make_r2r_simulator(conn_dir: str | Path, batch_size: int = 1,
-                       backend: str = "python") -> Simulator | MatterSimSimulator:
-    """A simulator configured as R2R tasks use it (640x480, VFOV 60 degrees, discretized views, no
-    rendering) and initialized, on the chosen backend."""
+def make_r2r_simulator(conn_dir: str | Path, batch_size: int = 1, backend: str = "python",
+                       initialize: bool = True) -> Simulator | MatterSimSimulator:
+    """A simulator configured as R2R tasks use it (the R2R camera: 640x480, VFOV 60 degrees; discretized
+    views; no rendering) on the chosen backend, initialized unless ``initialize`` is False."""
     sim = make_simulator(backend)
     sim.setNavGraphPath(conn_dir)
-    sim.setCameraResolution(640, 480)
-    sim.setCameraVFOV(math.radians(60))
+    sim.setCameraResolution(R2R_CAMERA.width, R2R_CAMERA.height)
+    sim.setCameraVFOV(R2R_CAMERA.vfov)
     sim.setDiscretizedViewingAngles(True)
     sim.setBatchSize(batch_size)
-    sim.initialize()
+    if initialize:
+        sim.initialize()
     return sim

@@ -20,11 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from envs.navgraph import NavGraph
-
-HEADING_COUNT = 12
-HEADING_INCREMENT = math.pi * 2.0 / HEADING_COUNT  # MatterSim: M_PI*2.0/headingCount
-ELEVATION_INCREMENT = math.pi / 6.0  # MatterSim: M_PI/6.0, discretized up/down step
+from envs.kernel.navgraph import NavGraph
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 It reproduces the current batched API of ``MatterSim.Simulator`` (``src/lib/MatterSim.cpp``): the same
 setters, ``initialize``, ``newEpisode``, ``makeAction``, ``getState`` and ``close``, the same state objects
-(:mod:`envs.sim_state`) and the same numbers: headings and elevations are doubles; the field-of-view test,
-offsets and distances are float32 as glm computes them (:mod:`envs.sim_geometry`); navigable locations are
+(:mod:`envs.kernel.state`) and the same numbers: headings and elevations are doubles; the field-of-view test,
+offsets and distances are float32 as glm computes them (:mod:`envs.kernel.geometry`); navigable locations are
 sorted by ``sqrt(rel_heading^2 + rel_elevation^2)`` with the current location first.
 
 Where MatterSim misbehaves on bad input this raises clear errors instead (see ``makeAction`` and
@@ -26,15 +26,16 @@ from typing import Sequence
 import numpy as np
 
 from envs.datadir import DataError
-from envs.navgraph import NavGraph, load_graphs
-from envs.sim_geometry import (ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT, camera_directions,
-                               cos_half_hfov, edge_geometry, relative_headings, visible)
-from envs.sim_state import NavigableBatch, SimState, StepFrame, ViewPoint
+from envs.kernel.geometry import camera_directions, cos_half_hfov, edge_geometry, relative_headings, visible
+from envs.kernel.grid import (ELEVATION_INCREMENT, ELEVATIONS, HEADING_COUNT, HEADING_INCREMENT,
+                              snap_elevation_index, snap_heading_index, wrap_heading)
+from envs.kernel.navgraph import NavGraph, load_graphs
+from envs.kernel.state import NavigableBatch, SimState, StepFrame, ViewPoint
 
 
 @dataclass(frozen=True)
-class World:
-    """All scans' edge geometry concatenated, so one step gathers every batch element's edges at once."""
+class EdgeTable:
+    """Every loaded scan's edge geometry concatenated, so one step gathers every batch element's edges at once."""
 
     scans: list[str]
     graphs: dict[str, NavGraph]
@@ -68,8 +69,8 @@ class World:
         return self.node_offset[scan] + ix
 
 
-def build_world(graphs: dict[str, NavGraph]) -> World:
-    """Concatenate the edge geometry of ``graphs`` (in their order) into one :class:`World`."""
+def build_edge_table(graphs: dict[str, NavGraph]) -> EdgeTable:
+    """Concatenate the edge geometry of ``graphs`` (in their order) into one :class:`EdgeTable`."""
     scans = list(graphs)
     node_offset, ids, local_ix, xyz = {}, [], [], []
     parts = []
@@ -92,18 +93,18 @@ def build_world(graphs: dict[str, NavGraph]) -> World:
         return np.concatenate([getattr(geo, name) for _, geo in parts]) if parts else np.zeros(0)
 
     target = np.concatenate([geo.dst + b for b, geo in parts]) if parts else np.zeros(0, dtype=np.int64)
-    return World(scans, dict(graphs), node_offset, ids, local_ix, xyz, np.concatenate(offsets), target,
+    return EdgeTable(scans, dict(graphs), node_offset, ids, local_ix, xyz, np.concatenate(offsets), target,
                  cat("dst"), cat("dx"), cat("dy"), cat("nx"), cat("ny"), cat("distance"), cat("elevation"))
 
 
 @lru_cache(maxsize=8)
-def _load_world(conn_dir: str) -> World:
-    return build_world(load_graphs(conn_dir))
+def _load_edge_table(conn_dir: str) -> EdgeTable:
+    return build_edge_table(load_graphs(conn_dir))
 
 
-def load_world(conn_dir: str | Path) -> World:
+def load_edge_table(conn_dir: str | Path) -> EdgeTable:
     """Every scan named in ``conn_dir/scans.txt``, as MatterSim loads them (cached per folder)."""
-    return _load_world(str(Path(conn_dir).resolve()))
+    return _load_edge_table(str(Path(conn_dir).resolve()))
 
 
 def _as_list(values, name: str, batch_size: int) -> list:
@@ -118,9 +119,10 @@ def _as_list(values, name: str, batch_size: int) -> list:
 
 
 class Simulator:
-    """MatterSim's ``Simulator`` (batched API, rendering off). Typical R2R use::
+    """MatterSim's ``Simulator`` (batched API, rendering off). Typical R2R use
+    (:func:`envs.kernel.backends.make_r2r_simulator` configures it as R2R does)::
 
-        sim = Simulator.for_r2r("DATA/connectivity", batch_size=4)
+        sim = make_r2r_simulator("DATA/connectivity", batch_size=4)
         sim.newEpisode(scans, viewpoints, headings, [0.0] * 4)
         state = sim.getState()[0]
         sim.makeAction([1, 0, 0, 0], [0.0, 1.0, 0.0, 0.0], [0.0] * 4)
@@ -139,7 +141,7 @@ class Simulator:
         self.preload = False
         self.seed = 1
         self.initialized = False
-        self.world: World | None = None
+        self.edges: EdgeTable | None = None
         self._started = False
 
     # ------------------------------------------------------------------ configuration (MatterSim names)
@@ -187,7 +189,7 @@ class Simulator:
     def setRenderingEnabled(self, value: bool) -> None:  # noqa: N802
         if value:
             raise NotImplementedError("this simulator does not render images; call setRenderingEnabled(False) "
-                                      "and use envs.render (skyboxes) or precomputed features instead")
+                                      "and use envs.kernel.skybox (skyboxes) or precomputed features instead")
 
     def setDepthEnabled(self, value: bool) -> None:  # noqa: N802
         if value:
@@ -218,7 +220,7 @@ class Simulator:
         """Load every scan listed in ``scans.txt`` of the navigation-graph folder and allocate the batch."""
         if self.initialized:
             return
-        self.world = load_world(self.nav_graph_path)
+        self.edges = load_edge_table(self.nav_graph_path)
         b = self.batch_size
         self._scan = [""] * b
         self._node = np.full(b, -1, dtype=np.int64)
@@ -243,19 +245,6 @@ class Simulator:
         self.initialized = False
         self._started = False
 
-    @classmethod
-    def for_r2r(cls, conn_dir: str | Path, batch_size: int = 1, initialize: bool = True) -> "Simulator":
-        """The simulator as R2R tasks configure it: 640x480 camera, 60 degree VFOV, discretized views, no rendering."""
-        sim = cls()
-        sim.setNavGraphPath(conn_dir)
-        sim.setCameraResolution(640, 480)
-        sim.setCameraVFOV(math.radians(60))
-        sim.setDiscretizedViewingAngles(True)
-        sim.setBatchSize(batch_size)
-        if initialize:
-            sim.initialize()
-        return sim
-
     # ------------------------------------------------------------------ episodes and actions
     def newEpisode(self, scanIds: Sequence[str], viewpointIds: Sequence[str],  # noqa: N802, N803
                    headings: Sequence[float], elevations: Sequence[float]) -> None:  # noqa: N803
@@ -268,7 +257,7 @@ class Simulator:
         vps = _as_list(viewpointIds, "viewpointIds", b)
         heads = np.asarray(_as_list(headings, "headings", b), dtype=np.float64)
         elevs = np.asarray(_as_list(elevations, "elevations", b), dtype=np.float64)
-        nodes = np.array([self.world.node(s, v) for s, v in zip(scans, vps)], dtype=np.int64)
+        nodes = np.array([self.edges.node(s, v) for s, v in zip(scans, vps)], dtype=np.int64)
         self._scan = [str(s) for s in scans]
         self._node = nodes
         self._step[:] = 0
@@ -291,7 +280,7 @@ class Simulator:
         bad = np.flatnonzero((idx < 0) | (idx >= counts))
         if len(bad):
             i = int(bad[0])
-            raise ValueError(f"Invalid action index {int(idx[i])}: episode {i} at {self.world.ids[self._node[i]]} "
+            raise ValueError(f"Invalid action index {int(idx[i])}: episode {i} at {self.edges.ids[self._node[i]]} "
                              f"(scan {self._scan[i]}) has {int(counts[i])} navigable locations "
                              f"(0 stays, 1..{int(counts[i]) - 1} move)")
         move = np.flatnonzero(idx > 0)
@@ -316,28 +305,21 @@ class Simulator:
     # ------------------------------------------------------------------ internals
     def _set_heading_elevation(self, heading: np.ndarray, elevation: np.ndarray) -> None:
         """Simulator::setHeadingElevation: wrap heading into [0, 2pi], then snap (discretized) or clamp."""
-        two_pi = math.pi * 2.0
-        h = np.fmod(heading, two_pi)  # C fmod: the sign of the dividend
-        h = np.where(h < 0.0, h + two_pi, h)
         if self.discretize_views:
-            ratio = h / HEADING_INCREMENT
-            whole = np.floor(ratio)
-            step = whole + (ratio - whole >= 0.5)  # std::lround for ratio >= 0 (halves round up, exactly)
-            step = np.where(step == HEADING_COUNT, 0, step).astype(np.int64)
+            step = snap_heading_index(heading)
+            level = snap_elevation_index(elevation)
             self._heading = step * HEADING_INCREMENT
-            level = np.where(elevation < -ELEVATION_INCREMENT / 2.0, 0,
-                             np.where(elevation > ELEVATION_INCREMENT / 2.0, 2, 1))
-            self._elevation = np.array([-ELEVATION_INCREMENT, 0.0, ELEVATION_INCREMENT])[level]
+            self._elevation = np.array(ELEVATIONS)[level]
             self._view_index = step + HEADING_COUNT * level
         else:
-            self._heading = h
+            self._heading = wrap_heading(heading)
             self._elevation = np.maximum(np.minimum(elevation, self.max_elevation), self.min_elevation)
 
     def _populate_navigable(self) -> None:
         """Simulator::populateNavigable for the whole batch: gather each element's edges, test the field of
         view, compute the relative angles and sort by angular distance (stable: ties keep graph order, as
         libstdc++'s std::sort does for the at most 14 locations a real viewpoint has)."""
-        w = self.world
+        w = self.edges
         b = self.batch_size
         first = w.offsets[self._node]
         counts = w.offsets[self._node + 1] - first
@@ -371,6 +353,6 @@ class Simulator:
         """The current-location ViewPoint of a global node (rel_* all 0), made once and shared."""
         loc = self._locations.get(node)
         if loc is None:
-            w = self.world
+            w = self.edges
             loc = self._locations[node] = ViewPoint(w.ids[node], w.local_ix[node], *w.xyz[node])
         return loc

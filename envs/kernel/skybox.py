@@ -42,11 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from envs.datadir import data_error
+from envs.kernel.grid import R2R_CAMERA, VIEW_ELEVATIONS, VIEW_HEADINGS
 
-WIDTH, HEIGHT, VFOV = 640, 480, math.radians(60)  # the R2R camera
-HEADING_COUNT = 12
-ELEVATIONS = (-math.radians(30), 0.0, math.radians(30))  # elevation_index 0 looks down
-VIEW_COUNT = HEADING_COUNT * len(ELEVATIONS)
+WIDTH, HEIGHT, VFOV = R2R_CAMERA  # the default camera of every function here
 
 # GL cube target (+X, -X, +Y, -Y, +Z, -Z) -> Matterport skybox image index.
 GL_TARGET_TO_SKYBOX = (2, 4, 0, 5, 1, 3)
@@ -57,15 +55,9 @@ LEVEL_POSE = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
 def view_angles() -> tuple[torch.Tensor, torch.Tensor]:
-    """Headings and elevations ``[36]`` (radians) of MatterSim's discretized views, in view-index order.
-
-    ``viewIndex = heading_index + 12 * elevation_index``: headings 0..330 degrees by 30 clockwise, elevation
-    -30 (views 0-11), 0 (12-23), +30 degrees (24-35).
-    """
-    index = torch.arange(VIEW_COUNT, dtype=torch.float64)
-    headings = (index % HEADING_COUNT) * (2 * math.pi / HEADING_COUNT)
-    elevations = torch.tensor(ELEVATIONS, dtype=torch.float64)[(index // HEADING_COUNT).long()]
-    return headings, elevations
+    """Headings and elevations ``[36]`` (radians, float64) of MatterSim's discretized views, in view-index
+    order (:mod:`envs.kernel.grid`)."""
+    return torch.from_numpy(VIEW_HEADINGS.copy()), torch.from_numpy(VIEW_ELEVATIONS.copy())
 
 
 def _skybox_paths(skybox_dir: Path, scan: str, viewpoint: str) -> tuple[list[Path], Path]:

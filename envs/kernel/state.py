@@ -80,7 +80,7 @@ class SimState:
     ``navigableLocations[0]`` is ``location`` itself; the rest are sorted by angular distance from the image
     centre. ``viewIndex`` is only maintained with discretized viewing angles (0 otherwise, as in MatterSim).
     ``rgb``/``depth`` are MatterSim's blank images (read-only zeros of the camera size): this simulator never
-    renders (see :mod:`envs.render` for images). Attributes are read from the step's arrays on access, so
+    renders (see :mod:`envs.kernel.skybox` for images). Attributes are read from the step's arrays on access, so
     building a batch of states costs almost nothing.
     """
 

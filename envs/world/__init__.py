@@ -10,10 +10,12 @@
     DIR/world.json                             # manifest: seed, config, houses, counts, vocabulary
 
 so every loader reads it through the same code paths as the Matterport data. Modules: ``layout``
-(houses, rooms, objects, viewpoints, graph), ``render`` (ray casting, skybox faces), ``features`` (view
-features), ``language`` and ``lexicon`` (instructions in en/hi/te), ``writer`` (the build).
+(houses, rooms, objects, viewpoints, graph), ``raycast`` (ray casting, skybox faces), ``concepts`` (what each
+view sees, as features), ``language`` and ``lexicon`` (instructions in en/hi/te), ``writer`` (the build),
+``builtin`` (the default data directory: the world built once into the cache).
 """
 
-from envs.world.writer import WorldConfig, WorldSummary, build_world, default_world_dir
+from envs.world.builtin import default_world_dir, resolve_data_dir
+from envs.world.writer import WorldConfig, WorldSummary, build_world
 
-__all__ = ["WorldConfig", "WorldSummary", "build_world", "default_world_dir"]
+__all__ = ["WorldConfig", "WorldSummary", "build_world", "default_world_dir", "resolve_data_dir"]

@@ -4,45 +4,47 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from envs.cli import field_docs
+from envs.cli import add_config_arguments, config_from_args
 from envs.datadir import DataError
 from envs.world.writer import WorldConfig, build_world
 
 
+@dataclass
+class BuildCommand:
+    """What ``python -m envs.world`` does besides the world's own settings (:class:`WorldConfig`)."""
+
+    out: Path
+    """folder to create (must not exist unless --force)"""
+    force: bool = False
+    """replace --out if it exists"""
+    clip_encoder: str | None = None
+    """also extract CLIP features of the skyboxes with this encoder (RN50, RN101, RN50x4, ViT-B-32, ViT-B-16)
+    through features.extract, into features/clip-{name}.h5"""
+    clip_weights: str | None = None
+    """open_clip pretrained tag or local weights file for --clip-encoder (default: random init)"""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m envs.world", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="folder to create (must not exist unless --force)")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--clip-encoder", default=None,
-                   help="also extract CLIP features of the skyboxes with this encoder (RN50, RN101, RN50x4, "
-                        "ViT-B-32, ViT-B-16) through features.extract, into features/clip-{name}.h5")
-    p.add_argument("--clip-weights", default=None,
-                   help="open_clip pretrained tag or local weights file for --clip-encoder (default: random init)")
-    docs = field_docs(WorldConfig)
-    for f in fields(WorldConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "skyboxes":
-            p.add_argument("--no-skyboxes", dest="skyboxes", action="store_false", help="do not render skyboxes")
-            continue
-        p.add_argument(flag, type=type(f.default), default=f.default, help=docs.get(f.name, ""))
+    p = argparse.ArgumentParser(prog="python -m envs.world", description=__doc__)
+    add_config_arguments(p, BuildCommand)
+    add_config_arguments(p, WorldConfig)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    config = WorldConfig(**{f.name: getattr(args, f.name) for f in fields(WorldConfig)})
+    command, config = config_from_args(BuildCommand, args), config_from_args(WorldConfig, args)
     try:
-        summary = build_world(args.out, config, force=args.force)
+        summary = build_world(command.out, config, force=command.force)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.describe())
-    if args.clip_encoder:
-        return extract_clip(args.out, args.clip_encoder, args.clip_weights)
+    if command.clip_encoder:
+        return extract_clip(command.out, command.clip_encoder, command.clip_weights)
     return 0
 
 

@@ -18,15 +18,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from envs.kernel.grid import R2R_CAMERA, VIEW_COUNT, view_elevation, view_heading
 from envs.world.layout import COLOURS, OBJECT_KINDS, ROOM_TYPES, House
-from envs.world.render import Surfaces, cast
+from envs.world.raycast import Surfaces, cast
 
 PROJECTION_SEED = 20_240_901  # fixed: the "appearance" of a concept is the same in every world
 OBJECT_SALIENCE = 4.0  # objects fill few rays of a view but are what instructions name: weigh them up
 SURFACE_CONCEPTS = ["wall", "floor", "ceiling"]
 RAYS_X, RAYS_Y = 8, 6  # rays per view
-VFOV = math.radians(60.0)
-ASPECT = 640 / 480
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +48,7 @@ def concept_index(name: str) -> int:
 
 
 def label_concepts(house: House) -> np.ndarray:
-    """``[L, C]`` concept weights of every surface label of ``house`` (labels as in ``render.surfaces``)."""
+    """``[L, C]`` concept weights of every surface label of ``house`` (labels as in ``raycast.surfaces``)."""
     vocab = {name: i for i, name in enumerate(concept_vocabulary())}
     n_rooms = len(house.rooms)
     out = np.zeros((3 * n_rooms + len(house.objects), len(vocab)), np.float32)
@@ -70,16 +69,15 @@ def label_concepts(house: House) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def view_rays() -> np.ndarray:
-    """``[36, RAYS_Y * RAYS_X, 3]`` unit directions spanning each discretized view's camera frustum."""
-    ty = math.tan(VFOV / 2)
-    tx = ty * ASPECT
+    """``[36, RAYS_Y * RAYS_X, 3]`` unit directions spanning each discretized view's frustum (R2R camera)."""
+    ty = math.tan(R2R_CAMERA.vfov / 2)
+    tx = ty * (R2R_CAMERA.width / R2R_CAMERA.height)
     px = ((np.arange(RAYS_X) + 0.5) / RAYS_X * 2 - 1) * tx
     py = ((np.arange(RAYS_Y) + 0.5) / RAYS_Y * 2 - 1) * ty
     gy, gx = np.meshgrid(py, px, indexing="ij")
-    out = np.zeros((36, RAYS_Y * RAYS_X, 3))
-    for ix in range(36):
-        h = math.radians(30.0 * (ix % 12))
-        e = math.radians(30.0 * (ix // 12 - 1))
+    out = np.zeros((VIEW_COUNT, RAYS_Y * RAYS_X, 3))
+    for ix in range(VIEW_COUNT):
+        h, e = view_heading(ix), view_elevation(ix)
         fwd = np.array([math.sin(h) * math.cos(e), math.cos(h) * math.cos(e), math.sin(e)])
         right = np.array([math.cos(h), -math.sin(h), 0.0])
         up = np.cross(right, fwd)
@@ -100,9 +98,9 @@ def view_label_weights(s: Surfaces, room: int, position: np.ndarray) -> np.ndarr
     label, dist, _, _ = cast(s, np.full(len(rays), room), np.broadcast_to(position, rays.shape), rays)
     n_labels = len(s.rgb)
     weight = np.where(label >= 0, 1.0 / (1.0 + dist / 4.0), 0.0)
-    view = np.repeat(np.arange(36), RAYS_X * RAYS_Y)
-    flat = np.bincount(view * n_labels + np.maximum(label, 0), weights=weight, minlength=36 * n_labels)
-    return (flat.reshape(36, n_labels) / (RAYS_X * RAYS_Y)).astype(np.float32)
+    view = np.repeat(np.arange(VIEW_COUNT), RAYS_X * RAYS_Y)
+    flat = np.bincount(view * n_labels + np.maximum(label, 0), weights=weight, minlength=VIEW_COUNT * n_labels)
+    return (flat.reshape(VIEW_COUNT, n_labels) / (RAYS_X * RAYS_Y)).astype(np.float32)
 
 
 def view_features(label_weights: np.ndarray, label_emb: np.ndarray, noise: float,

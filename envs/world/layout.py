@@ -156,7 +156,7 @@ def pose_matrix(position: np.ndarray, yaw: float) -> np.ndarray:
 
     Columns of the rotation: x = (cos yaw, -sin yaw, 0), y = (0, 0, -1) (down), z = (sin yaw, cos yaw, 0),
     i.e. the camera looks horizontally at heading ``yaw`` (clockwise from +y). With MatterSim's cube-map
-    rendering this makes skybox face 0 look up, 5 down and face 3 along the optical axis (see render.py).
+    rendering this makes skybox face 0 look up, 5 down and face 3 along the optical axis (see raycast.py).
     """
     c, s = math.cos(yaw), math.sin(yaw)
     pose = np.eye(4)

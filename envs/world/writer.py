@@ -21,15 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.datadir import DataDir, cache_dir, data_error
-from envs.navgraph import NavGraph
-from envs.world import features as wf
-from envs.world.language import goal_object, r2r_instruction, route_plan, rxr_instruction, timed_words, turn_word
+from envs.datadir import DataDir, data_error
+from envs.kernel.grid import R2R_CAMERA, R2R_VFOV_DEGREES
+from envs.kernel.navgraph import NavGraph
+from envs.kernel.paths import PathRule, sample_paths
+from envs.world import concepts
+from envs.world.language import r2r_instruction, route_plan, rxr_instruction, timed_words
 from envs.world.layout import COLOURS, OBJECT_KINDS, ROOM_TYPES, House, generate_house, pose_matrix
-from envs.world.render import render_skybox, surfaces
+from envs.world.raycast import cast, render_skybox, surfaces
+from features.hdf5 import HDF5FeatureWriter
 
 WORLD_VERSION = 3  # bumped when the generated content changes (cache folder name)
 FEATURE_NAME = "world"
+PATHS = PathRule(min_edges=3, max_edges=6, min_distance=5.0)  # R2R's rule, one move shorter: small houses
 
 
 @dataclass
@@ -92,7 +96,6 @@ def connectivity_records(house: House) -> list[dict]:
     n = len(house.viewpoints)
     s = surfaces(house)
     visible = house.unobstructed.copy()
-    from envs.world.render import cast  # local: only needed here
     for i, a in enumerate(house.viewpoints):
         others = [j for j, b in enumerate(house.viewpoints) if j != i and
                   house.rooms[b.room].floor == house.rooms[a.room].floor]
@@ -118,27 +121,12 @@ def connectivity_records(house: House) -> list[dict]:
     return records
 
 
-def sample_paths(graph: NavGraph, rng: np.random.Generator, count: int) -> list[list[str]]:
-    """Up to ``count`` distinct shortest paths of 3-6 edges and at least 5 m (R2R's rules, one edge shorter)."""
-    ids = graph.included_ids
-    pairs = []
-    for a in ids:
-        for b in ids:
-            if a == b or not math.isfinite(graph.distance(a, b)) or graph.distance(a, b) < 5.0:
-                continue
-            path = graph.shortest_path(a, b)
-            if 3 <= len(path) - 1 <= 6:
-                pairs.append(path)
-    order = rng.permutation(len(pairs))
-    return [pairs[k] for k in order[:count]]
-
-
 def _house_work(args: tuple) -> tuple[int, list[tuple[str, np.ndarray]]]:
     """Render skyboxes and compute features of one house (runs in a worker process)."""
     config, index, tmp = args
     house = generate_house(config.seed, index, config.second_floor_prob)
     s = surfaces(house)
-    label_emb = wf.label_embeddings(wf.label_concepts(house), config.feature_dim)
+    label_emb = concepts.label_embeddings(concepts.label_concepts(house), config.feature_dim)
     rng = np.random.default_rng([config.seed, index, 31337])
     feats = []
     sky_dir = Path(tmp) / "skyboxes" / house.scan / "matterport_skybox_images"
@@ -148,8 +136,8 @@ def _house_work(args: tuple) -> tuple[int, list[tuple[str, np.ndarray]]]:
     for v in house.viewpoints:
         if not v.included:
             continue
-        weights = wf.view_label_weights(s, v.room, v.position)
-        feats.append((v.id, wf.view_features(weights, label_emb, config.feature_noise, rng)))
+        weights = concepts.view_label_weights(s, v.room, v.position)
+        feats.append((v.id, concepts.view_features(weights, label_emb, config.feature_noise, rng)))
         if config.skyboxes:
             faces = render_skybox(s, v.room, v.position, pose_matrix(v.position, v.yaw), config.image_size)
             for f in range(6):
@@ -216,7 +204,7 @@ def _build_into(tmp: Path, config: WorldConfig) -> WorldSummary:
     for index, (house, graph, role) in enumerate(zip(houses, graphs, roles)):
         rng = np.random.default_rng([config.seed, index, 4243])
         count = config.paths_per_house if role == "seen" else config.eval_paths_per_house
-        paths = sample_paths(graph, rng, count)
+        paths = sample_paths(graph, rng, PATHS, count, shuffle=True)
         n_val = int(round(len(paths) * config.val_seen_fraction)) if role == "seen" else 0
         for k, path in enumerate(paths):
             split = {"unseen": "val_unseen", "test": "test"}.get(role, "val_seen" if k < n_val else "train")
@@ -268,9 +256,9 @@ def _build_into(tmp: Path, config: WorldConfig) -> WorldSummary:
         "r2r_paths": {k: len(v) for k, v in r2r.items()},
         "rxr_instructions": {k: len(v) for k, v in rxr.items()},
         "vocabulary": {"rooms": ROOM_TYPES, "objects": OBJECT_KINDS, "colours": list(COLOURS),
-                       "concepts": list(wf.concept_vocabulary())},
+                       "concepts": list(concepts.concept_vocabulary())},
         "features": {"file": f"features/{FEATURE_NAME}.h5", "dim": config.feature_dim,
-                     "projection_seed": wf.PROJECTION_SEED},
+                     "projection_seed": concepts.PROJECTION_SEED},
         "skybox_faces": "0 up, 1-4 around clockwise (3 = the pose's optical axis), 5 down",
         "r2r_train_vocabulary_size": len(words),
     }
@@ -289,11 +277,10 @@ def _facing_object(house: House, start: int, heading: float):
 
 
 def _write_features_and_skyboxes(tmp: Path, config: WorldConfig, houses: list[House]) -> None:
-    from features.store import HDF5FeatureWriter
     workers = config.workers or min(4, os.cpu_count() or 1)
     jobs = [(config, i, str(tmp)) for i in range(len(houses))]
     attrs = {"encoder": "world-concepts", "weights": f"world-v{WORLD_VERSION}-seed{config.seed}",
-             "image_w": 640, "image_h": 480, "vfov": 60, "projection_seed": wf.PROJECTION_SEED}
+             "image_w": R2R_CAMERA.width, "image_h": R2R_CAMERA.height, "vfov": R2R_VFOV_DEGREES, "projection_seed": concepts.PROJECTION_SEED}
     writer = HDF5FeatureWriter(tmp / "features" / f"{FEATURE_NAME}.h5", config.feature_dim, attrs, flush_every=10_000)
     try:
         if workers > 1 and len(houses) > 1:
@@ -306,21 +293,3 @@ def _write_features_and_skyboxes(tmp: Path, config: WorldConfig, houses: list[Ho
                 writer.write(houses[index].scan, vp, array)
     finally:
         writer.close()
-
-
-def default_world_dir() -> Path:
-    """The built-in world (seed 0, default size), built once into the cache folder and announced on screen."""
-    out = cache_dir() / f"world-v{WORLD_VERSION}-seed0"
-    if (out / "world.json").exists():
-        return out
-    print(f"Building the built-in synthetic world into {out} (once; a few seconds)...", flush=True)
-    try:
-        summary = build_world(out, WorldConfig())
-        print(summary.describe(), flush=True)
-    except Exception:
-        if not (out / "world.json").exists():  # not a lost race: a real failure
-            raise
-    return out
-
-
-__all__ = ["WorldConfig", "WorldSummary", "build_world", "default_world_dir", "turn_word", "goal_object"]

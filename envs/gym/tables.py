@@ -1,0 +1,117 @@
+"""Dense per-viewpoint tables of a split's houses, built once per data directory and split.
+
+Every included viewpoint of the split's scans gets a global row ``g``:
+
+- ``features[g]`` is its [36, D] view-feature block (zeros for the blind ablation);
+- ``cand_*[g, k]`` are its padded panoramic candidates (target row, view index, absolute heading and
+  elevation), in EnvDrop's order (:mod:`envs.gym.candidates`);
+- the scans' shortest distances and next hops, flattened, answer "how far to the goal" and "which step next"
+  for a whole batch with one gather.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.datadir import DataError
+from envs.gym.candidates import build_candidate_index
+from envs.kernel.grid import VIEW_COUNT
+from envs.kernel.navgraph import NavGraph
+from features.layout import feature_key
+
+
+@dataclass
+class ViewpointTables:
+    """Dense per-viewpoint arrays for one set of scans (see the module docstring)."""
+
+    graphs: dict[str, NavGraph]
+    row_of: dict[tuple[str, str], int]  # (scan, viewpoint) -> global row
+    keys: list[tuple[str, str]]  # global row -> (scan, viewpoint)
+    scan_of_row: np.ndarray  # [G] int, index into scan_names
+    scan_names: list[str]
+    local_ix: np.ndarray  # [G] the viewpoint's ix in its scan's graph
+    features: np.ndarray  # [G, 36, D] float32 or float16
+    cand_target: np.ndarray  # [G, K] global row of the candidate (-1 on padding)
+    cand_point: np.ndarray  # [G, K] view index the candidate is seen from
+    cand_heading: np.ndarray  # [G, K] absolute heading (radians)
+    cand_elevation: np.ndarray  # [G, K] absolute elevation (radians)
+    cand_count: np.ndarray  # [G]
+    scan_base: np.ndarray  # [S] offset of each scan's block in dist_flat / hop_flat
+    scan_size: np.ndarray  # [S] viewpoints (all, excluded too) of each scan
+    dist_flat: np.ndarray  # every scan's [N, N] shortest distances, flattened one after another
+    hop_flat: np.ndarray  # the same layout: local ix of the next hop on a shortest path (-1 unreachable)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.features.shape[-1])
+
+    @property
+    def max_candidates(self) -> int:
+        return int(self.cand_target.shape[1])
+
+    def row(self, scan: str, viewpoint: str) -> int:
+        try:
+            return self.row_of[(scan, viewpoint)]
+        except KeyError:
+            raise DataError(f"scan {scan} has no included viewpoint {viewpoint!r}") from None
+
+    def _pair_index(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        scan = self.scan_of_row[rows]
+        return self.scan_base[scan] + self.local_ix[rows] * self.scan_size[scan] + self.local_ix[goals]
+
+    def distances_to(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Shortest-path distances from ``rows`` to ``goals`` (same scan), both [B] global rows."""
+        return self.dist_flat[self._pair_index(rows, goals)]
+
+    def next_hops(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Local ix of the next viewpoint on a shortest path from ``rows`` to ``goals`` ([B] global rows)."""
+        return self.hop_flat[self._pair_index(rows, goals)]
+
+
+def build_tables(graphs: dict[str, NavGraph], feature_source, feature_dim: int = 640,
+                 feature_dtype=np.float32) -> ViewpointTables:
+    """Number the included viewpoints of ``graphs``, gather their features and padded candidates.
+
+    ``feature_source`` is a :class:`features.layout.FeatureStore` or ``None`` for zero features of
+    ``feature_dim`` channels (the blind ablation).
+    """
+    scan_names = sorted(graphs)
+    keys: list[tuple[str, str]] = []
+    scan_of_row, local_ix = [], []
+    for s, scan in enumerate(scan_names):
+        graph = graphs[scan]
+        for ix in np.flatnonzero(graph.included):
+            keys.append((scan, graph.ids[ix]))
+            scan_of_row.append(s)
+            local_ix.append(int(ix))
+    row_of = {key: g for g, key in enumerate(keys)}
+    if feature_source is None:
+        features = np.zeros((len(keys), VIEW_COUNT, feature_dim), dtype=feature_dtype)
+    else:
+        features = feature_source.table([feature_key(scan, vp) for scan, vp in keys], dtype=feature_dtype)
+
+    index = build_candidate_index({scan: graphs[scan] for scan in scan_names})
+    per_row = [index.for_viewpoint(scan, vp) for scan, vp in keys]
+    k_max = max(1, max(len(c) for c in per_row))
+    n = len(keys)
+    cand_target = np.full((n, k_max), -1, dtype=np.int64)
+    cand_point = np.zeros((n, k_max), dtype=np.int64)
+    cand_heading = np.zeros((n, k_max), dtype=np.float32)
+    cand_elevation = np.zeros((n, k_max), dtype=np.float32)
+    cand_count = np.zeros(n, dtype=np.int64)
+    for g, ((scan, _), cands) in enumerate(zip(keys, per_row)):
+        cand_count[g] = len(cands)
+        for k, c in enumerate(cands):
+            cand_target[g, k] = row_of[(scan, c.viewpoint_id)]
+            cand_point[g, k] = c.point_id
+            cand_heading[g, k] = c.heading
+            cand_elevation[g, k] = c.elevation
+    sizes = np.asarray([len(graphs[scan]) for scan in scan_names], dtype=np.int64)
+    base = np.concatenate([[0], np.cumsum(sizes**2)[:-1]]).astype(np.int64)
+    dist_flat = np.concatenate([graphs[scan].distances.ravel() for scan in scan_names])
+    hop_flat = np.concatenate([graphs[scan].next_hop_table.ravel() for scan in scan_names]).astype(np.int64)
+    return ViewpointTables(graphs, row_of, keys, np.asarray(scan_of_row), scan_names, np.asarray(local_ix),
+                           features, cand_target, cand_point, cand_heading, cand_elevation, cand_count,
+                           base, sizes, dist_flat, hop_flat)

@@ -1,0 +1,100 @@
+"""What every feature file holds, whatever its format: the key of a panorama and the read interface.
+
+A feature file maps a key ``f"{scan}_{viewpoint}"`` to a float array ``[36, D]``: one D-dim vector per
+discretized view, in MatterSim's view order (``viewIndex = heading_index + 12 * elevation_index``,
+:mod:`envs.kernel.grid`). Formats: :mod:`features.hdf5` (the modern one, and the kill-safe writer) and
+:mod:`features.tsv` (the legacy R2R / EnvDrop / CLIP-ViL TSV); :func:`features.store.open_features` picks the
+reader by suffix. Readers are lazy; :meth:`FeatureStore.table` makes the dense copy an environment gathers
+from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.datadir import DataError, data_error
+from envs.kernel.grid import VIEW_COUNT
+
+
+def feature_key(scan: str, viewpoint: str) -> str:
+    """The key of one panorama in every feature file: ``f"{scan}_{viewpoint}"``."""
+    return f"{scan}_{viewpoint}"
+
+
+class FeatureStore:
+    """A read-only, lazily loaded map from ``"scan_viewpoint"`` keys to float32 ``[36, D]`` arrays.
+
+    Subclasses fill ``path``, ``dim``, ``attrs`` and implement ``keys`` and ``_read``.
+    """
+
+    path: Path
+    dim: int  # D, the size of one view's feature
+    attrs: dict[str, Any]
+
+    def keys(self) -> list[str]:
+        """Every key in the file, as ``"scan_viewpoint"`` strings."""
+        raise NotImplementedError
+
+    def _read(self, key: str) -> np.ndarray:
+        """The stored array of an existing key, shape [36, D], in its stored dtype."""
+        raise NotImplementedError
+
+    def __contains__(self, key: object) -> bool:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def _missing(self, key: str) -> DataError:
+        return data_error(
+            self.path,
+            f"no features for key {key!r} (scan_viewpoint)",
+            "Extract features for this scan (python -m features.extract) or point --features at a file that covers it",
+        )
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        """Features of one panorama as float32 ``[36, D]``; a missing key raises :class:`DataError`."""
+        if key not in self:
+            raise self._missing(key)
+        return np.asarray(self._read(key), dtype=np.float32)
+
+    def get(self, scan: str, viewpoint: str) -> np.ndarray:
+        """Features of viewpoint ``viewpoint`` in scan ``scan`` as float32 ``[36, D]``."""
+        return self[feature_key(scan, viewpoint)]
+
+    def table(self, keys: list[str], dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """A dense copy ``[K, 36, D]`` of ``keys`` in that order, so an env can gather rows by index.
+
+        Every key is checked before any is read, so a missing one fails at once rather than after
+        minutes of decoding.
+        """
+        for key in keys:
+            if key not in self:
+                raise self._missing(key)
+        out = np.empty((len(keys), VIEW_COUNT, self.dim), dtype=dtype)  # (K, 36, D)
+        for i in self._read_order(keys):
+            out[i] = self._read(keys[i])
+        return out
+
+    def _read_order(self, keys: list[str]) -> Iterable[int]:
+        """Order in which ``table`` reads the keys; TSV overrides it to read the file front to back."""
+        return range(len(keys))
+
+    def close(self) -> None:
+        """Release the open file."""
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, keys={len(self)}, dim={self.dim})"
