@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.gym.candidates import ANGLE_DIM, angle_features, turn_sequence, view_angle_table
+from envs.gym.candidates import ANGLE_DIM, angle_features, turn_views, view_angle_table
 from envs.gym.tables import ViewpointTables
-from envs.kernel.grid import (ELEVATIONS, HEADING_COUNT, HEADING_INCREMENT, VIEW_COUNT, snap_heading_index,
-                              view_elevation, view_heading)
+from envs.kernel.grid import (ELEVATIONS, HEADING_COUNT, HEADING_INCREMENT, VIEW_COUNT, VIEW_ELEVATIONS,
+                              VIEW_HEADINGS, snap_heading_index)
 from eval.metrics import SUCCESS_DISTANCE, MetricOptions, score_episodes
 from tasks.r2r import Episode
+
+_VIEW_HEADINGS = VIEW_HEADINGS.tolist()  # Python floats: trajectories are lists
+_VIEW_ELEVATIONS = VIEW_ELEVATIONS.tolist()
 
 
 class BatchState:
@@ -220,15 +223,15 @@ class BatchState:
         Taking a candidate tilts, turns right until the view matches, then moves (EnvDrop's
         ``make_equiv_action``), so each turn is a repeated viewpoint.
         """
-        keys = self.tables.keys
+        keys, headings, elevations = self.tables.keys, _VIEW_HEADINGS, _VIEW_ELEVATIONS
         vp = self.episodes[i].path[0]
         view = int(self.start_heading[i]) + HEADING_COUNT  # level
-        traj = [[vp, view_heading(view), view_elevation(view)]]
+        traj = [[vp, headings[view], elevations[view]]]
         for point, target in self.moves[i]:
-            turns = turn_sequence(view, point)
-            traj.extend([vp, view_heading(v), view_elevation(v)] for v in turns.views)
+            for v in turn_views(view, point):
+                traj.append([vp, headings[v], elevations[v]])
             vp, view = keys[target][1], point
-            traj.append([vp, view_heading(view), view_elevation(view)])
+            traj.append([vp, headings[view], elevations[view]])
         return traj
 
     def visited(self, i: int) -> list[str]:

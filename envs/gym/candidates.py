@@ -89,6 +89,27 @@ class TurnSequence(NamedTuple):
     elevation: float  # arrival elevation
 
 
+def _turn_views(current_view_ix: int, target_point_id: int) -> tuple[int, ...]:
+    level, heading_ix = divmod(current_view_ix, HEADING_COUNT)
+    target_level, target_heading = divmod(target_point_id, HEADING_COUNT)
+    step = 1 if target_level > level else -1
+    tilts = [heading_ix + HEADING_COUNT * lv for lv in range(level + step, target_level + step, step)] \
+        if level != target_level else []
+    base = HEADING_COUNT * target_level
+    turns = [(heading_ix + k) % HEADING_COUNT + base for k in range(1, (target_heading - heading_ix) % HEADING_COUNT + 1)]
+    return tuple(tilts + turns)
+
+
+_TURN_VIEWS = [[_turn_views(c, t) for t in range(VIEW_COUNT)] for c in range(VIEW_COUNT)]  # a table: trajectories
+# expand every move through it
+
+
+def turn_views(current_view_ix: int, target_point_id: int) -> tuple[int, ...]:
+    """The view index after each turn EnvDrop's ``make_equiv_action`` makes from view ``current_view_ix``
+    towards view ``target_point_id``: tilt up/down to the target's level, then turn right until it matches."""
+    return _TURN_VIEWS[current_view_ix][target_point_id]
+
+
 def turn_sequence(current_view_ix: int, target_point_id: int) -> TurnSequence:
     """Tilt up/down to the target's level, then turn right until the view index matches (EnvDrop's order).
 
@@ -98,18 +119,12 @@ def turn_sequence(current_view_ix: int, target_point_id: int) -> TurnSequence:
     for name, value in (("current_view_ix", current_view_ix), ("target_point_id", target_point_id)):
         if not 0 <= value < VIEW_COUNT:
             raise ValueError(f"{name} must be a view index 0..35, got {value}")
-    turns, views = [], []
-    level, heading_ix = divmod(current_view_ix, HEADING_COUNT)
-    target_level = target_point_id // HEADING_COUNT
-    while level != target_level:
-        step = 1 if level < target_level else -1
-        level += step
-        turns.append((0, step))
-        views.append(heading_ix + HEADING_COUNT * level)
-    while heading_ix + HEADING_COUNT * level != target_point_id:
-        heading_ix = (heading_ix + 1) % HEADING_COUNT
-        turns.append((1, 0))
-        views.append(heading_ix + HEADING_COUNT * level)
+    views = list(turn_views(current_view_ix, target_point_id))
+    turns, previous = [], current_view_ix
+    for view in views:
+        tilt = (view - previous) // HEADING_COUNT if abs(view - previous) == HEADING_COUNT else 0
+        turns.append((0, tilt) if tilt else (1, 0))
+        previous = view
     return TurnSequence(turns, views, view_heading(target_point_id), view_elevation(target_point_id))
 
 
