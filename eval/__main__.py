@@ -53,13 +53,14 @@ class ScoreConfig:
     """SPL's reference length: shortest (the shortest distance, R2R's) or gold (the gold path's length)."""
     spl_floor: float = 0.0
     """Lower bound of SPL's denominator (0 as in R2R's eval.py; 0.01 in EnvDrop, CLIP-ViL and DUET)."""
-    keep_repeats: bool = False
-    """Count consecutive repeated viewpoints (turns in place) in DTW instead of collapsing them."""
+    collapse_repeats: bool = False
+    """Collapse consecutive repeated viewpoints (turns in place) before DTW; the official scorers (r4r, CLIP-ViL's
+    RxR eval, DUET) score the trajectory as given."""
 
     def metric_options(self) -> MetricOptions:
         return MetricOptions(inclusive=self.inclusive, sdtw_inclusive=self.sdtw_inclusive,
                              spl_reference=self.spl_reference, spl_floor=self.spl_floor,  # type: ignore[arg-type]
-                             collapse_repeats=not self.keep_repeats)
+                             collapse_repeats=self.collapse_repeats)
 
 
 ONLY_FOR = {"all_instructions": "r2r", "languages": "rxr"}  # options that make sense for one task only

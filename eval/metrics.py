@@ -16,9 +16,11 @@ success       ``d < 3`` m (R2R ``tasks/R2R/eval.py``,     ``inclusive=True``: ``
 SPL length    shortest distance start -> goal (R2R        ``reference_length="gold"``: the gold path's
               ``eval.py``, CLIP-ViL's RxR eval, VALAN)    length (DUET, for RxR's non-shortest paths)
 SPL floor     none (R2R ``eval.py``)                      ``floor=0.01`` (EnvDrop, CLIP-ViL, DUET)
-DTW repeats   consecutive repeats collapsed (the r4r,     ``collapse_repeats=False``: every entry counts
-              VALAN and RxR scorers read viewpoint paths  (r4r's code applied to a raw R2R trajectory)
-              without turns; CLIP-ViL drops them on RxR)
+DTW repeats   the trajectory as given: a turn in place    ``collapse_repeats=True``: consecutive repeats
+              repeats its viewpoint and counts again      collapsed first (what an agent that drops
+              (r4r ``dtw.py``, CLIP-ViL's RxR             them from its trajectories, as CLIP-ViL's
+              ``eval.py``, DUET: they score the given     RxR agent does, hands the scorer)
+              list)
 ============  ==========================================  ============================================
 
 CLS needs no such switch: with graph distances a repeated viewpoint adds nothing to a path's length or its
@@ -171,7 +173,7 @@ def _dtw_inputs(trajectory: Path, reference: Path, table: DistanceTable,
     return table.distances[t[:, None], r], r
 
 
-def dtw(trajectory: Path, reference: Path, table: DistanceTable, *, collapse_repeats: bool = True) -> float:
+def dtw(trajectory: Path, reference: Path, table: DistanceTable, *, collapse_repeats: bool = False) -> float:
     """DTW cost between the trajectory and the reference path, with graph distances as the local cost.
 
     Magalhaes et al. 2019, "Effective and General Evaluation for Instruction Conditioned Navigation using
@@ -182,14 +184,14 @@ def dtw(trajectory: Path, reference: Path, table: DistanceTable, *, collapse_rep
 
 
 def ndtw(trajectory: Path, reference: Path, table: DistanceTable, *, threshold: float = SUCCESS_DISTANCE,
-         collapse_repeats: bool = True) -> float:
+         collapse_repeats: bool = False) -> float:
     """nDTW = exp(-DTW(R, Q) / (|R| * d_th)), |R| the reference's number of viewpoints (Magalhaes et al. 2019)."""
     cost, r = _dtw_inputs(trajectory, reference, table, collapse_repeats)
     return float(np.exp(-dtw_many([cost])[0] / (len(r) * threshold)))
 
 
 def sdtw(trajectory: Path, reference: Path, table: DistanceTable, *, threshold: float = SUCCESS_DISTANCE,
-         inclusive: bool = False, collapse_repeats: bool = True) -> float:
+         inclusive: bool = False, collapse_repeats: bool = False) -> float:
     """SDTW = success x nDTW (Magalhaes et al. 2019).
 
     Success is ``NE < 3`` by default, the same test as SR (VALAN, CLIP-ViL, DUET), so SDTW <= SR always;
@@ -247,8 +249,8 @@ class MetricOptions:
     """SPL's reference length: the shortest distance (R2R) or the gold path's length."""
     spl_floor: float = 0.0
     """Lower bound of SPL's denominator (0.01 in EnvDrop/CLIP-ViL/DUET)."""
-    collapse_repeats: bool = True
-    """Collapse consecutive repeated viewpoints before DTW (nDTW, SDTW)."""
+    collapse_repeats: bool = False
+    """Collapse consecutive repeated viewpoints before DTW (nDTW, SDTW); the official scorers do not."""
 
 
 METRIC_KEYS = ("nav_error", "oracle_error", "success", "oracle_success", "length", "shortest", "spl",

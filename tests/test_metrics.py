@@ -104,11 +104,11 @@ def test_exactly_3m_is_a_failure_unless_inclusive(g):
 
 def test_repeated_viewpoints_in_dtw(g):
     traj, ref = ["A", "B", "C", "D", "D", "D"], ["A", "B", "C"]
-    assert M.dtw(traj, ref, g) == 2.0  # collapsed: A B C D
-    assert M.dtw(traj, ref, g, collapse_repeats=False) == 6.0  # each D matched to C again
-    assert M.ndtw(traj, ref, g, collapse_repeats=False) == pytest.approx(math.exp(-6 / 9))
-    s = M.score_episode(traj, ref, g, M.MetricOptions(collapse_repeats=False))
-    assert s["dtw"] == 6.0
+    assert M.dtw(traj, ref, g) == 6.0  # as given (the official scorers): each D matched to C again
+    assert M.ndtw(traj, ref, g) == pytest.approx(math.exp(-6 / 9))
+    assert M.dtw(traj, ref, g, collapse_repeats=True) == 2.0  # collapsed: A B C D
+    s = M.score_episode(traj, ref, g)
+    assert s["dtw"] == 6.0 and M.score_episode(traj, ref, g, M.MetricOptions(collapse_repeats=True))["dtw"] == 2.0
     # Repeats change neither CLS nor TL; steps count them, moves do not.
     assert M.cls(traj, ref, g) == M.cls(["A", "B", "C", "D"], ref, g)
     assert M.path_length(traj, g) == 6.0
@@ -200,6 +200,38 @@ def test_r4r_doctests():
     assert M.cls(ref, ref, table) == pytest.approx(1.0)
     assert M.cls(ref, ids([(0, 0), (0, 1), (1, 1), (2, 1), (3, 1), (3, 2)]), table) == pytest.approx(0.81994915125863865)
     assert M.cls(ref, ids([(0, 1), (1, 1), (2, 1), (3, 1)]), table) == pytest.approx(0.44197196102702557)
+
+
+def _r4r_on_the_list(prediction, reference, table, threshold=3.0):
+    """nDTW and SDTW as r4r's dtw.py (and CLIP-ViL's RxR eval.py) compute them on the list they are given."""
+    d = lambda a, b: table.distances[table.index[a], table.index[b]]  # noqa: E731
+    cost = np.array([[d(p, r) for r in reference] for p in prediction])
+    ndtw = math.exp(-_naive_dtw(cost) / (threshold * len(reference)))
+    return ndtw, ndtw * (d(prediction[-1], reference[-1]) <= threshold)
+
+
+def test_repeats_are_scored_as_the_official_scorers_do():
+    """Trajectories with turns in place (repeated viewpoints), as R2R/RxR results record them: the defaults equal
+    r4r's values on the same list; CLS (r4r's crashes on repeats) equals r4r's CLS with repeats removed."""
+    table, ids = _grid_table()
+    reference = ids([(0, 0), (1, 0), (1, 1), (2, 1), (2, 2), (3, 2)])
+    rng = random.Random(5)
+    for _ in range(50):
+        walk = [(0, 0)]
+        for _ in range(rng.randrange(1, 8)):
+            x, y = walk[-1]
+            walk.append(rng.choice([(x, y)] * 2 + [n for n in [(x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)]
+                                                      if 0 <= n[0] < 4 and 0 <= n[1] < 3]))
+        prediction = ids(walk)
+        ndtw, sdtw = _r4r_on_the_list(prediction, reference, table)
+        assert M.ndtw(prediction, reference, table) == pytest.approx(ndtw, rel=1e-12)
+        assert M.sdtw(prediction, reference, table, inclusive=True) == pytest.approx(sdtw, rel=1e-12)
+        unique = [p for k, p in enumerate(prediction) if k == 0 or p != prediction[k - 1]]
+        assert M.cls(prediction, reference, table) == M.cls(unique, reference, table)
+    # by hand: a turn in place at (2, 0), one past the reference's end (1, 0), is matched to it twice
+    walked, short = ids([(0, 0), (1, 0), (2, 0), (2, 0)]), reference[:2]
+    assert M.dtw(walked, short, table) == 2.0 and M.dtw(walked, short, table, collapse_repeats=True) == 1.0
+    assert M.ndtw(walked, short, table) == pytest.approx(math.exp(-2 / 6))
 
 
 def test_aggregate():

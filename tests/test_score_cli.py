@@ -79,7 +79,7 @@ def test_gold_paths_score_perfectly_with_table_json_and_per_episode(world, tmp_p
     assert _run(world, tmp_path, _gold(), "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["summary"]["count"] == 9 and summary["summary"]["success"] == 1.0
-    assert summary["summary"]["ndtw"] == 1.0 and summary["options"]["collapse_repeats"] is True
+    assert summary["summary"]["ndtw"] == 1.0 and summary["options"]["collapse_repeats"] is False
 
 
 def test_fourth_instruction_is_skipped_unless_asked(world, tmp_path, capsys):
@@ -180,7 +180,7 @@ def test_help_documents_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--results", "--split", "--data-dir", "--per-episode", "--json", "--allow-missing",
                    "--all-instructions", "--inclusive", "--sdtw-inclusive", "--spl-reference", "--spl-floor",
-                   "--keep-repeats"):
+                   "--collapse-repeats"):
         assert option in text
     assert text.count("\n  --") == 12 and "None" not in text
 
