@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from envs.atomic import write_json
 from envs.cli import parse_config
 from envs.datadir import DataDir, DataError
 from envs.kernel.backends import make_r2r_simulator
@@ -33,7 +32,7 @@ from envs.kernel.grid import ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREME
 from envs.kernel.navgraph import NavGraph, load_graphs
 from envs.kernel.simulator import Simulator
 from envs.world.builtin import resolve_data_dir
-from eval.score import Reference, load_references
+from eval.score import Reference, load_references, write_results
 
 AGENTS = ("stop", "random", "shortest")
 TURN = HEADING_INCREMENT  # in discretized mode only the sign counts: one 30 degree step
@@ -59,37 +58,53 @@ class BaselineConfig:
     """seed of the random agent's turns (1, as R2R's BaseAgent seeds Python's random)"""
     max_steps: int = 200
     """safety limit on the shortest agent's steps (about 15 suffice on R2R); exceeding it is an error"""
+    details: bool = False
+    """also write OUT's .details.json: each step's navigable viewpoints (what python -m eval.replay shows)"""
 
 
 Trajectory = list[list]
 
 
-def _record(sim: Simulator, trajectories: list[Trajectory], active: list[bool]) -> list:
-    states = sim.getState()
-    for i, st in enumerate(states):
-        if active[i]:
-            trajectories[i].append([st.location.viewpointId, st.heading, st.elevation])
-    return states
+class Recorder:
+    """The trajectories (one ``[viewpoint, heading, elevation]`` per simulator state) and, with ``details``,
+    at each state the navigable viewpoints in view (the extended results format of :mod:`eval.replay`)."""
+
+    def __init__(self, count: int, details: bool = False) -> None:
+        self.trajectories: list[Trajectory] = [[] for _ in range(count)]
+        self.decisions: list[list[dict]] | None = [[] for _ in range(count)] if details else None
+
+    def record(self, sim: Simulator, active: list[bool]) -> list:
+        states = sim.getState()
+        for i, st in enumerate(states):
+            if active[i]:
+                self.trajectories[i].append([st.location.viewpointId, st.heading, st.elevation])
+                if self.decisions is not None:
+                    self.decisions[i].append({"at": len(self.trajectories[i]) - 1, "candidates": [
+                        {"viewpoint": loc.viewpointId} for loc in st.navigableLocations[1:]]})
+        return states
 
 
-def _start(sim: Simulator, episodes: list[Reference]) -> tuple[list, list[Trajectory]]:
+def _start(sim: Simulator, episodes: list[Reference], recorder: Recorder) -> list:
     sim.newEpisode([e.scan for e in episodes], [e.path[0] for e in episodes], [e.heading for e in episodes],
                    [0.0] * len(episodes))
-    trajectories: list[Trajectory] = [[] for _ in episodes]
-    return _record(sim, trajectories, [True] * len(episodes)), trajectories
+    return recorder.record(sim, [True] * len(episodes))
 
 
-def run_stop(sim: Simulator, episodes: list[Reference]) -> list[Trajectory]:
+def run_stop(sim: Simulator, episodes: list[Reference], recorder: Recorder | None = None) -> list[Trajectory]:
     """StopAgent: the start viewpoint, heading and elevation (snapped to the 30 degree grid), nothing else."""
-    return _start(sim, episodes)[1]
+    recorder = recorder or Recorder(len(episodes))
+    _start(sim, episodes, recorder)
+    return recorder.trajectories
 
 
-def run_random(sim: Simulator, episodes: list[Reference], seed: int = 1) -> list[Trajectory]:
+def run_random(sim: Simulator, episodes: list[Reference], seed: int = 1,
+               recorder: Recorder | None = None) -> list[Trajectory]:
     """RandomAgent: 0..11 right turns, then forward into navigableLocations[1] 5 times (see the module doc)."""
     rng = random.Random(seed)
     turns = [rng.randrange(HEADING_COUNT) for _ in episodes]  # R2R: random.sample(range(-11, 1), 1) -> -turns
     forwards = [0] * len(episodes)
-    states, trajectories = _start(sim, episodes)
+    recorder = recorder or Recorder(len(episodes))
+    states = _start(sim, episodes, recorder)
     active = [True] * len(episodes)
     for _ in range(RANDOM_MAX_STEPS):
         index, heading = [0] * len(episodes), [0.0] * len(episodes)
@@ -105,8 +120,8 @@ def run_random(sim: Simulator, episodes: list[Reference], seed: int = 1) -> list
         if not any(active):
             break
         sim.makeAction(index, heading, [0.0] * len(episodes))
-        states = _record(sim, trajectories, active)
-    return trajectories
+        states = recorder.record(sim, active)
+    return recorder.trajectories
 
 
 def teacher_action(state, goal: str, graph: NavGraph) -> tuple[int, float, float]:
@@ -140,9 +155,10 @@ def teacher_action(state, goal: str, graph: NavGraph) -> tuple[int, float, float
 
 
 def run_shortest(sim: Simulator, episodes: list[Reference], graphs: dict[str, NavGraph],
-                 max_steps: int = 200) -> list[Trajectory]:
+                 max_steps: int = 200, recorder: Recorder | None = None) -> list[Trajectory]:
     """ShortestAgent: R2R's teacher actions until each episode stands on its goal (every step recorded)."""
-    states, trajectories = _start(sim, episodes)
+    recorder = recorder or Recorder(len(episodes))
+    states = _start(sim, episodes, recorder)
     active = [True] * len(episodes)
     for _ in range(max_steps):
         actions = [teacher_action(st, ep.path[-1], graphs[ep.scan]) if on else (0, 0.0, 0.0)
@@ -151,16 +167,17 @@ def run_shortest(sim: Simulator, episodes: list[Reference], graphs: dict[str, Na
             if a == (0, 0.0, 0.0):
                 active[i] = False
         if not any(active):
-            return trajectories
+            return recorder.trajectories
         sim.makeAction(*(list(column) for column in zip(*actions)))
-        states = _record(sim, trajectories, active)
+        states = recorder.record(sim, active)
     stuck = [ep.instr_id for ep, on in zip(episodes, active) if on]
     raise RuntimeError(f"the shortest agent did not reach the goal within {max_steps} steps for {len(stuck)} "
                        f"episodes (e.g. {stuck[:3]}); raise --max-steps")
 
 
 def run_baseline(cfg: BaselineConfig, data_dir: Path) -> list[dict]:
-    """Run ``cfg.agent`` on every episode of the split; returns the results in the submission format."""
+    """Run ``cfg.agent`` on every episode of the split; returns the results in the submission format (with
+    ``cfg.details``, each entry also carries its ``decisions``)."""
     if cfg.agent not in AGENTS:
         raise DataError(f"unknown agent {cfg.agent!r}; choose one of {', '.join(AGENTS)}")
     episodes = load_references(cfg.task, data_dir, cfg.split, allow_test=True)
@@ -169,14 +186,19 @@ def run_baseline(cfg: BaselineConfig, data_dir: Path) -> list[dict]:
     data = DataDir(data_dir)
     conn = data.require(data.connectivity, "connectivity folder")
     sim = make_r2r_simulator(conn, batch_size=len(episodes))
+    recorder = Recorder(len(episodes), cfg.details)
     if cfg.agent == "stop":
-        trajectories = run_stop(sim, episodes)
+        run_stop(sim, episodes, recorder)
     elif cfg.agent == "random":
-        trajectories = run_random(sim, episodes, cfg.seed)
+        run_random(sim, episodes, cfg.seed, recorder)
     else:
         graphs = load_graphs(conn, sorted({ep.scan for ep in episodes}))
-        trajectories = run_shortest(sim, episodes, graphs, cfg.max_steps)
-    return [{"instr_id": ep.instr_id, "trajectory": traj} for ep, traj in zip(episodes, trajectories)]
+        run_shortest(sim, episodes, graphs, cfg.max_steps, recorder)
+    results = [{"instr_id": ep.instr_id, "trajectory": traj} for ep, traj in zip(episodes, recorder.trajectories)]
+    if recorder.decisions is not None:
+        for entry, decisions in zip(results, recorder.decisions):
+            entry["decisions"] = decisions
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_json(cfg.out, results)
+    write_results(cfg.out, results)
     print(f"{cfg.agent}: {len(results)} trajectories of the {cfg.task} {cfg.split} split written to {cfg.out}",
           file=sys.stderr)
     return 0

@@ -132,10 +132,11 @@ class ActionDecoder(nn.Module):
 
     def forward(self, prev_angle: torch.Tensor, views: torch.Tensor, cands: torch.Tensor,
                 h_tilde: torch.Tensor, c: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
-                drop_features: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                drop_features: bool = True, return_attention: bool = False) -> tuple[torch.Tensor, ...]:
         """prev_angle (B, 128); views (B, 36, D+128); cands (B, K, D+128); h_tilde, c (B, H); ctx (B, L, H).
 
-        Returns h (B, H) for the critic, c (B, H), the new h~ (B, H) and candidate logits (B, K).
+        Returns h (B, H) for the critic, c (B, H), the new h~ (B, H) and candidate logits (B, K); with
+        ``return_attention`` also the attention over the instruction's words (B, L), for replays.
         """
         action = self.drop(self.embedding(prev_angle))  # (B, 64)
         if drop_features:
@@ -143,9 +144,9 @@ class ActionDecoder(nn.Module):
             cands = drop_image_features(cands, self.feature_dropout, self.image_dim, self.training)
         seen, _ = self.feat_att_layer(self.drop(h_tilde), views)  # (B, D+128)
         h, c = self.lstm(torch.cat([action, seen], dim=1), (h_tilde, c))
-        h_tilde, _ = self.attention_layer(self.drop(h), ctx, ctx_mask)  # (B, H)
+        h_tilde, words = self.attention_layer(self.drop(h), ctx, ctx_mask)  # (B, H), (B, L)
         logits = self.candidate_att_layer.scores(self.drop(h_tilde), cands)  # (B, K)
-        return h, c, h_tilde, logits
+        return (h, c, h_tilde, logits, words) if return_attention else (h, c, h_tilde, logits)
 
 
 class Critic(nn.Module):

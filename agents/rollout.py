@@ -132,13 +132,16 @@ class RolloutResult:
 def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedback: str, *,
                      il_weight: float | None = None, train_rl: bool = False,
                      cfg: IterationConfig = IterationConfig(), instructions: torch.Tensor | None = None,
-                     env_mask: torch.Tensor | None = None) -> RolloutResult:
+                     env_mask: torch.Tensor | None = None, decisions: list[list[dict]] | None = None
+                     ) -> RolloutResult:
     """Run the follower from the just-reset ``obs``/``info`` until every slot has finished.
 
     ``feedback``: "teacher" (take the teacher's action), "sample" (sample pi; needed for ``train_rl``) or
     "argmax" (greedy, for evaluation). ``il_weight`` adds the imitation loss; ``instructions`` (B, L) replaces
     the env's (speaker-written ones); ``env_mask`` (1 or B, D) applies environmental dropout to every view and
-    candidate feature instead of the per-step feature dropout.
+    candidate feature instead of the per-step feature dropout. ``decisions`` (one list per slot) collects each
+    decision for replays: the attention over the instruction's tokens, every valid action's probability
+    (STOP and each candidate, with its viewpoint) and the action taken.
 
     Finished slots are dropped from the batch the model computes on (their actions are ignored by the env
     and their losses are masked in EnvDrop anyway), so a step costs in proportion to the episodes still going.
@@ -167,8 +170,9 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
 
     while len(alive):
         views, cands = features(obs, alive, alive_t)
-        h, c, h_tilde, cand_logits = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
-                                                      drop_features=env_mask is None)
+        h, c, h_tilde, cand_logits, *words = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
+                                                              drop_features=env_mask is None,
+                                                              return_attention=decisions is not None)
         logits = follower.action_logits(cand_logits, _rows(obs["action_mask"], alive, device))  # (A, K+1)
         teacher = _rows(info["teacher_action"], alive, device).long()
         if il_weight is not None:
@@ -185,6 +189,8 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
             entropies.append(-(probs * log_p.masked_fill(torch.isinf(log_p), 0.0)).sum(1))
         full = np.zeros(B, dtype=np.int64)
         full[alive] = actions.cpu().numpy()
+        if decisions is not None:
+            _record_decisions(decisions, env, alive, words[0], instr[alive.tolist()], logits, full)
         obs, reward, terminated, truncated, info = env.step(full)
         steps += 1
         if train_rl:
@@ -228,6 +234,23 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         stats.update(rl_loss=rl.item(), critic_loss=rl_stats["critic"], entropy=rl_stats["entropy"],
                      active_steps=M.sum().item(), reward=torch.cat(rewards).sum().item() / B)
     return RolloutResult(loss, stats)
+
+
+def _record_decisions(decisions: list[list[dict]], env: Any, alive: np.ndarray, attention: torch.Tensor,
+                      instr: torch.Tensor, logits: torch.Tensor, actions: np.ndarray) -> None:
+    """Append one decision per running slot: attention over its real tokens, action probabilities, action."""
+    probs = torch.softmax(logits, dim=1).cpu().numpy()  # (A, K+1); masked actions get 0
+    lengths = (instr != 0).sum(1).tolist()  # tokens before the padding (<PAD> is 0)
+    candidates = env.candidate_viewpoints()
+    weights = attention.cpu().numpy()
+    for j, slot in enumerate(alive.tolist()):
+        decisions[slot].append({
+            "attention": [round(float(w), 4) for w in weights[j, : lengths[j]]],
+            "stop": round(float(probs[j, 0]), 4),
+            "candidates": [{"viewpoint": vp, "score": round(float(probs[j, k + 1]), 4)}
+                           for k, vp in enumerate(candidates[slot])],
+            "action": int(actions[slot]),
+        })
 
 
 def teacher_path_features(env: Any, obs: dict, info: dict, device: torch.device | str = "cpu"
@@ -370,18 +393,39 @@ def train_speaker_iteration(speaker: Speaker, optimizers: dict[str, torch.optim.
 
 
 @torch.no_grad()
-def evaluate_follower(follower: Follower, env: Any) -> list[dict]:
-    """Greedy rollouts over every episode of the env's split once: results entries {instr_id, trajectory}."""
+def evaluate_follower(follower: Follower, env: Any, details: bool = False) -> list[dict]:
+    """Greedy rollouts over every episode of the env's split once: results entries {instr_id, trajectory}.
+
+    With ``details`` each entry also carries what a replay shows (the extended results format of
+    :mod:`eval.replay`): ``instruction_tokens`` and one ``decisions`` record per decision, with ``at`` (the
+    trajectory entry where it was taken), ``attention`` (over the tokens), ``stop`` and ``candidates``
+    (each action's probability) and ``action`` (0 = STOP, k = candidate k).
+    """
     was_training = follower.training
     follower.eval()
     results: dict[str, dict] = {}
+    words = _id_to_word(env.vocab) if details else []
     for options in env.iter_batches():
         obs, info = env.reset(options=options)
-        follower_rollout(follower, env, obs, info, "argmax")
-        for entry in env.results():
-            results.setdefault(entry["instr_id"], entry)  # the last batch is padded with repeats
+        decisions: list[list[dict]] | None = [[] for _ in range(env.num_envs)] if details else None
+        follower_rollout(follower, env, obs, info, "argmax", decisions=decisions)
+        for slot, entry in enumerate(env.results()):
+            if entry["instr_id"] in results:  # the last batch is padded with repeats
+                continue
+            if decisions is not None:
+                ids = obs["instruction"][slot]
+                entry["instruction_tokens"] = [words[int(i)] for i in ids[ids != 0]]
+                arrivals = arrival_indices(entry["trajectory"])
+                entry["decisions"] = [{"at": at, **d} for at, d in zip(arrivals, decisions[slot])]
+            results[entry["instr_id"]] = entry
     follower.train(was_training)
     return list(results.values())
+
+
+def arrival_indices(trajectory: list[list]) -> list[int]:
+    """Indices of the trajectory entries where the agent arrived somewhere (the start, then every move): the
+    follower decides there (turns in place between them are the way to its chosen candidate)."""
+    return [0] + [i for i in range(1, len(trajectory)) if trajectory[i][0] != trajectory[i - 1][0]]
 
 
 @torch.no_grad()

@@ -13,7 +13,8 @@ The run goes through stages, each resumable after a kill from its last checkpoin
 
 Everything lands in ``--out``: ``config.json`` (the resolved config), ``checkpoint.pt`` (latest, for
 ``--resume``), ``speaker_best.pt`` / ``follower_best.pt``, ``results/{split}.json`` (submission format, from
-the best follower, test included), ``scores.json`` and TensorBoard logs under ``tb/``.
+the best follower, test included; with ``--details`` also ``results/{split}.details.json``, the attention
+and action scores that ``python -m eval.replay`` shows), ``scores.json`` and TensorBoard logs under ``tb/``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from envs.atomic import write_json
 from envs.datadir import DataError
 from envs.gym.vector_env import EpisodeSampler, VLNVectorEnv
 from envs.world.builtin import resolve_data_dir
-from eval.score import Reference, score_results, scored_subset
+from eval.score import score_episode_results, write_results
 
 VAL_SPLITS = ("val_seen", "val_unseen")
 
@@ -217,7 +218,7 @@ class Trainer:
         else:
             results = {}
             for split, env in self.val_envs.items():
-                results[split] = evaluate_follower(self.follower, env)
+                results[split] = evaluate_follower(self.follower, env, details=self.cfg.details)
                 summary = score(self.cfg.task, env, results[split])
                 for metric, value in summary.items():
                     record[f"{split}/{metric}"] = value
@@ -237,13 +238,14 @@ class Trainer:
     def _write_results(self, results: dict[str, list[dict]]) -> None:
         """Results of the (new) best follower on the val splits and, where the data has it, the test split."""
         for split, entries in results.items():
-            write_json(self.out / "results" / f"{split}.json", entries, indent=2)
+            write_results(self.out / "results" / f"{split}.json", entries)
         try:
             test_env = VLNVectorEnv(self.data_dir, "test", num_envs=self.cfg.eval_batch_size, shuffle=False,
                                     **self.common)
         except DataError:
             return  # no test split in this data directory
-        write_json(self.out / "results" / "test.json", evaluate_follower(self.follower, test_env), indent=2)
+        write_results(self.out / "results" / "test.json",
+                      evaluate_follower(self.follower, test_env, details=self.cfg.details))
 
     def log_text(self, message: str) -> None:
         if not self.cfg.quiet:
@@ -252,10 +254,7 @@ class Trainer:
 
 def score(task: str, env: VLNVectorEnv, results: list[dict]) -> dict[str, float]:
     """Score results with the official scorer's rules (:mod:`eval.score`) against the env's split."""
-    refs = [Reference(ep.instr_id, ep.scan, ep.path, ep.language if task == "rxr" else None)
-            for ep in env.episodes]
-    report = score_results(results, refs, env.graphs, scored=scored_subset(task, refs))
-    return report.summary
+    return score_episode_results(task, env.episodes, env.graphs, results)
 
 
 def _short(record: dict) -> str:

@@ -74,6 +74,9 @@ class TrainConfig:
     """RxR language group to train (CLIP-ViL trains one model per language)"""
     out: str | None = None
     """output folder (config, checkpoints, TensorBoard logs, results); default runs/{task}-{time}"""
+    details: bool = False
+    """with each results file, write results/{split}.details.json: per decision the attention over the
+    instruction and every action's probability (what python -m eval.replay shows)"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
     seed: int = 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.atomic import write_json
 from envs.datadir import DataDir, DataError, data_error, read_json
 from envs.kernel.navgraph import NavGraph, load_graphs
 from eval.metrics import MetricOptions, aggregate, invalid_moves, score_episodes
@@ -46,7 +47,24 @@ class ScoreReport:
     notes: list[str] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------------------------- inputs
+# ---------------------------------------------------------------------------------------------- results files
+DETAIL_KEYS = ("instruction_tokens", "decisions")  # the extended results format (see eval.replay)
+
+
+def details_path(path: str | Path) -> Path:
+    """Where the extended results beside a results file go: ``results.json`` -> ``results.details.json``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.details{path.suffix or '.json'}")
+
+
+def write_results(path: str | Path, results: Sequence[dict]) -> None:
+    """Write a results file in the submission format (atomically); entries that carry replay details
+    (:data:`DETAIL_KEYS`) also go, whole, to :func:`details_path` beside it."""
+    write_json(path, [{"instr_id": r["instr_id"], "trajectory": r["trajectory"]} for r in results])
+    if any(key in r for r in results for key in DETAIL_KEYS):
+        write_json(details_path(path), list(results))
+
+
 def read_results(path: str | Path) -> list[dict]:
     """Read a results file, checking its shape: a list of objects with ``instr_id`` and ``trajectory``."""
     path = Path(path)
@@ -86,7 +104,11 @@ def load_references(task: str, data_dir: str | Path, split: str, languages: Sequ
     if split.startswith("test") and not allow_test:
         raise DataError(f"the {task} {split} split has no goal viewpoints, so it cannot be scored here; "
                         "submit its results to the task's evaluation server")
-    episodes = load_split(data_dir, check_task(task), split, languages)
+    return as_references(task, load_split(data_dir, check_task(task), split, languages))
+
+
+def as_references(task: str, episodes: Iterable) -> list[Reference]:
+    """What scoring needs of each episode (``tasks.r2r.Episode``); RxR's carry their language."""
     return [Reference(ep.instr_id, ep.scan, list(ep.path), ep.language if task == "rxr" else None,
                       float(ep.heading)) for ep in episodes]
 
@@ -179,6 +201,14 @@ def score_results(results: Sequence[dict], references: Sequence[Reference], grap
     if any(r.language is not None for _, r, _ in picked):
         report.languages = language_summaries(out)
     return report
+
+
+def score_episode_results(task: str, episodes: Sequence, graphs: Mapping[str, NavGraph],
+                          results: Sequence[dict]) -> dict[str, float]:
+    """The summary of ``results`` against episodes already in memory (an env's), with the official scorer's
+    rules (R2R: instructions ``_0.._2``)."""
+    references = as_references(task, episodes)
+    return score_results(results, references, graphs, scored=scored_subset(task, references)).summary
 
 
 def language_summaries(rows: Sequence[dict]) -> dict[str, dict[str, float]]:

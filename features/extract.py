@@ -39,6 +39,7 @@ from features.hdf5 import HDF5FeatureWriter
 from features.layout import feature_key
 from features.store import open_features
 from features.tsv import write_tsv
+from features.views import read_views, view_folder
 
 EXTRACT_VERSION = 1  # bump when what a feature means changes
 
@@ -103,29 +104,6 @@ class ExtractStats:
     encode_s: float = 0.0
 
 
-def _view_folder(views_dir: Path, scan: str, viewpoint: str) -> Path | None:
-    for folder in (views_dir / scan / f"{viewpoint}_rgb", views_dir / scan / viewpoint):
-        if folder.is_dir():
-            return folder
-    return None
-
-
-def _read_views(folder: Path) -> torch.Tensor:
-    """The 36 view images of one viewpoint as uint8 RGB ``[36, 3, H, W]``."""
-    from PIL import Image
-
-    views = []
-    for i in range(VIEW_COUNT):
-        path = next((p for p in (folder / f"{i}.jpg", folder / f"{i}.png") if p.exists()), None)
-        if path is None:
-            raise data_error(folder, f"view {i} missing", "Each viewpoint folder needs images 0..35 (.jpg or .png)")
-        with Image.open(path) as image:
-            views.append(torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1))
-    if len({v.shape for v in views}) != 1:
-        raise data_error(folder, "view images differ in size", "Render all 36 views at the same size")
-    return torch.stack(views)
-
-
 class MatterSimViews:
     """The 36 views of a viewpoint as the compiled MatterSim renders them (its OpenGL path, BGR buffers).
 
@@ -178,7 +156,7 @@ def list_keys(config: ExtractConfig) -> tuple[list[tuple[str, str]], list[str]]:
                 continue
             listed.add(vp)
             if config.views_dir is not None:
-                found = _view_folder(Path(config.views_dir), scan, vp) is not None
+                found = view_folder(Path(config.views_dir), scan, vp) is not None
             else:
                 found = has_skybox(data.skyboxes, scan, vp)
             (available if found else missing).append((scan, vp) if found else feature_key(scan, vp))
@@ -255,7 +233,7 @@ def extract(config: ExtractConfig) -> ExtractStats:
         for scan, vp in bar:
             start = time.perf_counter()
             if config.views_dir is not None:
-                views = _read_views(_view_folder(Path(config.views_dir), scan, vp))  # [36, 3, H, W]
+                views = read_views(view_folder(Path(config.views_dir), scan, vp))  # [36, 3, H, W]
                 stats.load_s += time.perf_counter() - start
             elif mattersim is not None:
                 views = mattersim(scan, vp).to(encoder.device)  # [36, 3, 480, 640]

@@ -111,3 +111,18 @@ def test_real_shortest_is_perfect_and_random_is_near_the_paper(shared_data, tmp_
     for seed in (1, 2):
         rnd = summaries["random", seed]
         assert abs(rnd["nav_error"] - paper[0]) < 0.6 and abs(rnd["success"] - paper[1]) < 0.04
+
+
+def test_details_record_what_was_in_view(tiny_world, tmp_path):
+    from agents.baselines import main as baselines_main
+
+    out = tmp_path / "random.json"
+    assert baselines_main(["random", "--split", "val_unseen", "--data-dir", str(tiny_world), "--out", str(out),
+                           "--details"]) == 0
+    plain, details = json.loads(out.read_text()), json.loads(tmp_path.joinpath("random.details.json").read_text())
+    assert [p["trajectory"] for p in plain] == [d["trajectory"] for d in details]
+    entry = details[0]
+    assert [d["at"] for d in entry["decisions"]] == list(range(len(entry["trajectory"])))
+    moves = [i for i in range(1, len(entry["trajectory"])) if entry["trajectory"][i][0] != entry["trajectory"][i - 1][0]]
+    for i in moves:  # every move went to a viewpoint that was in view the step before
+        assert entry["trajectory"][i][0] in {c["viewpoint"] for c in entry["decisions"][i - 1]["candidates"]}

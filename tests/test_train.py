@@ -188,3 +188,27 @@ def test_rxr_backtranslation_samples_its_paths_from_the_training_env(tiny_world,
     assert {ep.language for ep in aug} == {"hi-IN"} and all(ep.instruction == "" for ep in aug)
     assert built.count("train") == 1  # the augmented paths play in the training env itself
     assert json.loads((out / "config.json").read_text())["stages"] == ["speaker", "follower", "backtranslate"]
+
+
+def test_details_and_the_evaluate_command(tiny_world, tmp_path, capsys):
+    """--details writes the extended results beside the plain ones; agents.evaluate re-runs the saved follower
+    and gives the same trajectories; a checkpoint of another kind is refused clearly."""
+    from agents.evaluate import main as evaluate_main
+
+    out = tmp_path / "run"
+    assert train.main(_args(tiny_world, out, "--only", "follower", "--iters", "2", "--details")) == 0
+    plain = json.loads((out / "results" / "val_unseen.json").read_text())
+    details = json.loads((out / "results" / "val_unseen.details.json").read_text())
+    assert plain[0].keys() == {"instr_id", "trajectory"}
+    assert [d["instr_id"] for d in details] == [p["instr_id"] for p in plain]
+    assert all(d["decisions"] and d["instruction_tokens"] for d in details)
+    again = tmp_path / "again.json"
+    assert evaluate_main(["--checkpoint", str(out / "follower_best.pt"), "--data-dir", str(tiny_world),
+                          "--out", str(again), "--details"]) == 0
+    assert json.loads(again.read_text()) == plain
+    assert json.loads(tmp_path.joinpath("again.details.json").read_text())[0]["decisions"] == details[0]["decisions"]
+    assert "success" in capsys.readouterr().out
+    assert evaluate_main(["--checkpoint", str(out / "checkpoint.pt"), "--data-dir", str(tiny_world),
+                          "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a follower checkpoint" in err and "Traceback" not in err

@@ -173,6 +173,48 @@ def test_render_rgb_from_skyboxes_and_text_without(tiny_world):
     assert "distance to goal" in text_env.render()
 
 
+def _without_skyboxes(world, tmp_path):
+    data = tmp_path / "no_images"
+    data.mkdir()
+    for part in world.iterdir():
+        if part.name != "skyboxes":
+            (data / part.name).symlink_to(part)
+    return data
+
+
+def test_render_rgb_without_images_is_the_top_down_map(tiny_world, tmp_path):
+    """Gymnasium's render contract: rgb_array always gives an image. Without skyboxes it is the map of the
+    agent's floor, which changes as the agent moves; check_env (render check included) raises no warning."""
+    env = gym.make("VLN-R2R-v0", data_dir=_without_skyboxes(tiny_world, tmp_path), split="val_seen",
+                   render_mode="rgb_array")
+    _check_quietly_with_render(env)
+    obs, info = env.reset(seed=0)
+    first = env.render()
+    assert first.shape == (480, 640, 3) and first.dtype == np.uint8 and first.std() > 5
+    obs, *_ = env.step(info["teacher_action"])
+    second = env.render()
+    assert second.shape == first.shape and (second != first).any()  # the agent and its path moved
+
+
+def _check_quietly_with_render(env) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+
+
+def test_check_env_with_render_on_the_built_in_world(tiny_world):
+    _check_quietly_with_render(gym.make("VLN-R2R-v0", data_dir=tiny_world, split="val_unseen",
+                                        render_mode="rgb_array"))
+
+
+@pytest.mark.realdata
+def test_check_env_with_render_on_real_graphs_without_images(shared_data):
+    env = gym.make("VLN-R2R-v0", data_dir=shared_data, split="val_unseen", features="none", render_mode="rgb_array")
+    _check_quietly_with_render(env)
+    env.reset(seed=3)
+    assert env.render().std() > 5
+
+
 @pytest.mark.realdata
 def test_path_teacher_follows_the_reference_path(shared_data):
     # 8 val_unseen reference paths are not shortest paths: only the path teacher walks them exactly

@@ -11,6 +11,7 @@ from envs.gym.batch import BatchState
 from envs.gym.data import load_task_data
 from envs.gym.spaces import observation_space
 from envs.kernel.grid import ELEVATIONS, HEADING_INCREMENT, R2R_CAMERA
+from eval.metrics import SUCCESS_DISTANCE
 
 
 class VLNEnv(gym.Env):
@@ -57,7 +58,9 @@ class VLNEnv(gym.Env):
 
     ## Arguments
     ``data_dir`` (None: the built-in world), ``split``, ``features`` (file name or path, ``"none"`` for zeros),
-    ``task`` (``"r2r"``/``"rxr"``), ``languages`` (RxR filter), ``render_mode`` (``"rgb_array"`` or ``"ansi"``),
+    ``task`` (``"r2r"``/``"rxr"``), ``languages`` (RxR filter), ``render_mode`` (``"rgb_array"``: the camera
+    view rendered from the skyboxes where the data directory has them, else the top-down map of the agent's
+    floor with its path so far, the reference path and the goal; ``"ansi"``: a text description),
     ``teacher`` (``"shortest"``: next step on the shortest path to the goal, as EnvDrop/CLIP-ViL; ``"path"``:
     along the reference path, for RxR's non-shortest paths).
 
@@ -106,11 +109,7 @@ class VLNEnv(gym.Env):
             return None
         if self.render_mode == "rgb_array":
             image = self._camera_view()
-            if image is not None:
-                return image
-            if not getattr(self, "_warned_no_images", False):
-                gym.logger.warn(f"no skybox images under {self.data.data_dir / 'skyboxes'}: render() gives text")
-                self._warned_no_images = True
+            return image if image is not None else self._map_view()
         return self._text()
 
     def _camera_view(self) -> np.ndarray | None:
@@ -129,6 +128,19 @@ class VLNEnv(gym.Env):
         rotation = graph.poses[graph.ix(vp)][None, :3, :3]
         view = render_views(faces, heading, elevation, rotation, *R2R_CAMERA)  # (1, 1, 3, H, W)
         return view[0, 0].permute(1, 2, 0).numpy()  # (H, W, 3) uint8
+
+    def _map_view(self) -> np.ndarray:
+        """The top-down map of the agent's floor: the path so far, the reference path and goal (when known),
+        and the agent along its heading. (H, W, 3) uint8."""
+        from envs.kernel.topdown import draw_map  # matplotlib: only when rendering
+
+        s = self.state
+        scan, vp = s.tables.keys[s.row[0]]
+        episode = s.episodes[0]
+        reference = episode.path if s.goal[0] >= 0 else None
+        return draw_map(s.tables.graphs[scan], reference=reference, walked=s.visited(0),
+                        agent=(vp, float(s.heading_ix[0] * HEADING_INCREMENT)), success_radius=SUCCESS_DISTANCE,
+                        title=f"{episode.instr_id}  step {int(s.steps[0])}", size=(640, 480))
 
     def _text(self) -> str:
         s = self.state

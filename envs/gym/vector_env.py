@@ -185,6 +185,11 @@ class VLNVectorEnv(VectorEnv):
         """Per slot, the metrics of its finished episode (None while it runs or without a reference path)."""
         return self.state.finished_metrics()
 
+    def candidate_viewpoints(self) -> list[list[str]]:
+        """Per slot, the viewpoint each action ``k >= 1`` moves to (candidate ``k - 1``), for replays and logs."""
+        t, s = self.data.tables, self.state
+        return [[t.keys[g][1] for g in t.cand_target[row, : t.cand_count[row]]] for row in s.row.tolist()]
+
     def results(self) -> list[dict]:
         """Submission-format entries ``{instr_id, trajectory}`` of the current batch."""
         return [self.state.result(i) for i in range(self.num_envs)]

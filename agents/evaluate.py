@@ -1,0 +1,101 @@
+"""``python -m agents.evaluate --checkpoint RUN/follower_best.pt --split val_unseen --out results.json``.
+
+Runs a trained follower greedily on every episode of a split (the way training evaluates it), writes the
+results file (the submission format) and, with ``--details``, ``results.details.json`` beside it: per
+decision the attention over the instruction and every action's probability, which
+``python -m eval.replay`` shows. Splits with goals are also scored and the summary is printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from agents.checkpoint import load_checkpoint
+from agents.follower import Follower, FollowerConfig
+from agents.rollout import evaluate_follower
+from envs.cli import parse_config
+from envs.datadir import DataError, data_error
+from envs.gym.vector_env import VLNVectorEnv
+from envs.world.builtin import resolve_data_dir
+from eval.score import score_episode_results, write_results
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of ``python -m agents.evaluate``."""
+
+    checkpoint: Path
+    """a follower checkpoint written by python -m agents.train (follower_best.pt)"""
+    out: Path
+    """the results file to write (submission format)"""
+    split: str = "val_unseen"
+    """the split to run: train, val_seen, val_unseen or test"""
+    task: Literal["r2r", "rxr"] = "r2r"
+    """the task the follower was trained on"""
+    data_dir: Path | None = None
+    """data directory (default: the built-in world)"""
+    features: str | None = None
+    """feature file name or path (default: as training: the built-in world's, or the directory's only file)"""
+    languages: Literal["en", "hi", "te"] | None = None
+    """RxR language group (the follower's own; default en for rxr)"""
+    details: bool = False
+    """also write OUT's .details.json (attention and action probabilities per decision, for eval.replay)"""
+    batch_size: int = 64
+    """episodes per rollout"""
+    device: str = "cpu"
+    """torch device"""
+
+
+def load_follower(path: Path, vocab_size: int, feature_dim: int, device: str) -> Follower:
+    """The follower of a training checkpoint, checked against the env it will act in."""
+    state = load_checkpoint(path, map_location=device)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise data_error(path, "is not a follower checkpoint of python -m agents.train (no 'model' and 'config')",
+                         "Pass RUN/follower_best.pt")
+    config = FollowerConfig(**state["config"])
+    if (config.vocab_size, config.feature_dim) != (vocab_size, feature_dim):
+        raise data_error(path, f"the follower reads {config.vocab_size} words and {config.feature_dim}-d features, "
+                         f"but this data gives {vocab_size} words and {feature_dim}-d features",
+                         "Evaluate on the data directory, task, language and features it was trained with")
+    follower = Follower(config).to(device)
+    follower.load_state_dict(state["model"])
+    return follower
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[list[dict], dict | None]:
+    """Results of the checkpoint on the split and, where the split has goals, their summary."""
+    data_dir = resolve_data_dir(cfg.data_dir)
+    languages = [cfg.languages or "en"] if cfg.task == "rxr" else None
+    env = VLNVectorEnv(data_dir, cfg.split, features=cfg.features, task=cfg.task, num_envs=cfg.batch_size,
+                       shuffle=False, languages=languages, metrics_in_info=False)
+    follower = load_follower(cfg.checkpoint, len(env.vocab), env.feature_dim, cfg.device)
+    results = evaluate_follower(follower, env, details=cfg.details)
+    if any(len(ep.path) < 2 for ep in env.episodes):  # a test split: no goals to score against
+        return results, None
+    return results, score_episode_results(cfg.task, env.episodes, env.graphs, results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(EvaluateConfig, argv, prog="python -m agents.evaluate", description=__doc__.split("\n\n")[0])
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {cfg.device}: no CUDA device here", file=sys.stderr)
+        return 2
+    try:
+        results, summary = evaluate(cfg)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_results(cfg.out, results)
+    print(f"{len(results)} episodes of the {cfg.task} {cfg.split} split written to {cfg.out}")
+    if summary:
+        print(" ".join(f"{k} {summary[k]:.3f}" for k in ("success", "spl", "nav_error", "ndtw")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
