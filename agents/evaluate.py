@@ -35,14 +35,14 @@ class EvaluateConfig:
     """the results file to write (submission format)"""
     split: str = "val_unseen"
     """the split to run: train, val_seen, val_unseen or test"""
-    task: Literal["r2r", "rxr"] = "r2r"
-    """the task the follower was trained on"""
+    task: Literal["r2r", "rxr"] | None = None
+    """the task the follower was trained on (default: the one its checkpoint names, else r2r)"""
     data_dir: Path | None = None
     """data directory (default: the built-in world)"""
     features: str | None = None
     """feature file name or path (default: as training: the built-in world's, or the directory's only file)"""
-    languages: Literal["en", "hi", "te"] | None = None
-    """RxR language group (the follower's own; default en for rxr)"""
+    languages: str | None = None
+    """RxR language groups, comma-separated (default: the follower's own, from its checkpoint)"""
     details: bool = False
     """also write OUT's .details.json (attention and action probabilities per decision, for eval.replay)"""
     batch_size: int = 64
@@ -51,17 +51,24 @@ class EvaluateConfig:
     """torch device"""
 
 
-def load_follower(path: Path, vocab_size: int, feature_dim: int, device: str) -> Follower:
-    """The follower of a training checkpoint, checked against the env it will act in."""
+def read_checkpoint(path: Path, device: str) -> dict:
+    """A follower checkpoint of ``python -m agents.train``, checked for what evaluation needs."""
     state = load_checkpoint(path, map_location=device)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise data_error(path, "is not a follower checkpoint of python -m agents.train (no 'model' and 'config')",
                          "Pass RUN/follower_best.pt")
+    return state
+
+
+def load_follower(state: dict, path: Path, vocab: list[str], feature_dim: int, device: str) -> Follower:
+    """The checkpoint's follower, checked against the env it will act in (its words and feature size)."""
     config = FollowerConfig(**state["config"])
-    if (config.vocab_size, config.feature_dim) != (vocab_size, feature_dim):
+    trained_words = state.get("vocab")
+    if (trained_words is not None and list(trained_words) != list(vocab)) or config.vocab_size != len(vocab) \
+            or config.feature_dim != feature_dim:
         raise data_error(path, f"the follower reads {config.vocab_size} words and {config.feature_dim}-d features, "
-                         f"but this data gives {vocab_size} words and {feature_dim}-d features",
-                         "Evaluate on the data directory, task, language and features it was trained with")
+                         f"but this data gives a different vocabulary ({len(vocab)} words) or {feature_dim}-d features",
+                         "Evaluate on the data directory, task, languages and features it was trained with")
     follower = Follower(config).to(device)
     follower.load_state_dict(state["model"])
     return follower
@@ -69,15 +76,19 @@ def load_follower(path: Path, vocab_size: int, feature_dim: int, device: str) ->
 
 def evaluate(cfg: EvaluateConfig) -> tuple[list[dict], dict | None]:
     """Results of the checkpoint on the split and, where the split has goals, their summary."""
+    state = read_checkpoint(cfg.checkpoint, cfg.device)
+    task = cfg.task or state.get("task", "r2r")
+    languages = cfg.languages.split(",") if cfg.languages else state.get("languages")
+    if task == "rxr" and not languages:
+        languages = ["en"]
     data_dir = resolve_data_dir(cfg.data_dir)
-    languages = [cfg.languages or "en"] if cfg.task == "rxr" else None
-    env = VLNVectorEnv(data_dir, cfg.split, features=cfg.features, task=cfg.task, num_envs=cfg.batch_size,
-                       shuffle=False, languages=languages, metrics_in_info=False)
-    follower = load_follower(cfg.checkpoint, len(env.vocab), env.feature_dim, cfg.device)
+    env = VLNVectorEnv(data_dir, cfg.split, features=cfg.features, task=task, num_envs=cfg.batch_size,
+                       shuffle=False, languages=languages, metrics_in_info=False, joint=bool(state.get("joint")))
+    follower = load_follower(state, cfg.checkpoint, env.vocab.words, env.feature_dim, cfg.device)
     results = evaluate_follower(follower, env, details=cfg.details)
     if any(len(ep.path) < 2 for ep in env.episodes):  # a test split: no goals to score against
         return results, None
-    return results, score_episode_results(cfg.task, env.episodes, env.graphs, results)
+    return results, score_episode_results(task, env.episodes, env.graphs, results).summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     write_results(cfg.out, results)
-    print(f"{len(results)} episodes of the {cfg.task} {cfg.split} split written to {cfg.out}")
+    print(f"{len(results)} episodes of the {cfg.split} split written to {cfg.out}")
     if summary:
         print(" ".join(f"{k} {summary[k]:.3f}" for k in ("success", "spl", "nav_error", "ndtw")))
     return 0

@@ -70,9 +70,9 @@ class Trainer:
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        langs = [cfg.languages] if cfg.languages else None
+        langs = cfg.language_list() if cfg.task == "rxr" else None
         common = dict(features=cfg.features, task=cfg.task, max_steps=cfg.max_steps, languages=langs,
-                      metrics_in_info=False)
+                      metrics_in_info=False, teacher=cfg.teacher, reward=cfg.reward, joint=cfg.joint)
         self.train_env = VLNVectorEnv(data_dir, "train", num_envs=cfg.batch_size, seed=cfg.seed, **common)
         self.val_envs = {split: VLNVectorEnv(data_dir, split, num_envs=cfg.eval_batch_size, shuffle=False,
                                              **common)
@@ -124,9 +124,13 @@ class Trainer:
         save_checkpoint(self.out / "checkpoint.pt", self.state())
 
     def save_best(self, name: str, model: torch.nn.Module, optimizers: dict, score: dict) -> None:
+        """The model with what it needs to act again: its config, and the task, languages and vocabulary
+        (words in id order) it reads instructions with."""
         save_checkpoint(self.out / f"{name}_best.pt", {
             "model": model.state_dict(), "config": dataclasses.asdict(model.cfg), "score": score,
-            "optimizers": {k: o.state_dict() for k, o in optimizers.items()}})
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "task": self.cfg.task, "languages": self.common["languages"], "joint": self.cfg.joint,
+            "vocab": list(self.train_env.vocab.words)})
 
     # -- stages ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -222,9 +226,9 @@ class Trainer:
                 summary = score(self.cfg.task, env, results[split])
                 for metric, value in summary.items():
                     record[f"{split}/{metric}"] = value
-                    if metric != "count":
+                    if not metric.endswith("count"):
                         self.writer.add_scalar(f"eval/{split}/{metric}", value, self.step)
-            key = record[f"val_unseen/{self.cfg.select_by}"]
+            key = record.get(f"val_unseen/average/{self.cfg.select_by}", record[f"val_unseen/{self.cfg.select_by}"])
             if key > self.best.get("follower", {}).get("key", -1.0):
                 self.best["follower"] = {"key": key, "iteration": self.iteration, "stage": stage,
                                          "scores": {k: v for k, v in record.items() if "/" in k}}
@@ -253,8 +257,13 @@ class Trainer:
 
 
 def score(task: str, env: VLNVectorEnv, results: list[dict]) -> dict[str, float]:
-    """Score results with the official scorer's rules (:mod:`eval.score`) against the env's split."""
-    return score_episode_results(task, env.episodes, env.graphs, results)
+    """Score results with the official scorer's rules (:mod:`eval.score`) against the env's split: the pooled
+    metrics, and for RxR ``{group}/{metric}`` per language group and ``average/{metric}`` over them."""
+    report = score_episode_results(task, env.episodes, env.graphs, results)
+    flat = dict(report.summary)
+    for group, summary in report.languages.items():
+        flat.update({f"{group}/{metric}": value for metric, value in summary.items()})
+    return flat
 
 
 def _short(record: dict) -> str:
@@ -262,13 +271,14 @@ def _short(record: dict) -> str:
     return " ".join(f"{k.split('/')[1]}={record[k]:.3f}" for k in keys)
 
 
-def prepare_out(cfg: TrainConfig) -> Path:
+def prepare_out(cfg: TrainConfig, per_language: bool = False) -> Path:
     """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one."""
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     saved = out / "config.json"
     if cfg.resume:
-        if not (out / "checkpoint.pt").exists():
-            raise DataError(f"{out}: nothing to resume (no checkpoint.pt); start without --resume")
+        if not (saved if per_language else out / "checkpoint.pt").exists():
+            raise DataError(f"{out}: nothing to resume (no {saved.name if per_language else 'checkpoint.pt'}); "
+                            "start without --resume")
         return out
     if saved.exists():
         raise DataError(f"{out}: a run already lives here; pass --resume to continue it or choose another --out")
@@ -276,33 +286,67 @@ def prepare_out(cfg: TrainConfig) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(argv).resolved()
-    try:
-        data_dir = resolve_data_dir(cfg.data_dir)
-        out = prepare_out(cfg)
-        cfg = dataclasses.replace(cfg, out=str(out))
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        trainer = Trainer(cfg, out, data_dir)
-        write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
-                                                                   "stages": trainer.stages}, indent=2)
-        if cfg.resume:
-            trainer.restore(out / "checkpoint.pt")
-            trainer.log_text(f"resuming {out} at stage {trainer.stages[min(trainer.stage_index, len(trainer.stages) - 1)]}"
-                             f", iteration {trainer.iteration}")
-        trainer.log_text(f"training {' -> '.join(trainer.stages)} on {trainer.data_dir} "
-                         f"({len(trainer.train_env.episodes)} train episodes, {trainer.train_env.feature_dim}-d "
-                         f"features); outputs in {out}")
-        trainer.run()
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def run(cfg: TrainConfig, out: Path, data_dir: Path) -> Trainer:
+    """Train one model (all its stages) in ``out``, resuming there with ``cfg.resume``."""
+    trainer = Trainer(cfg, out, data_dir)
+    write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
+                                                               "stages": trainer.stages}, indent=2)
+    if cfg.resume:
+        trainer.restore(out / "checkpoint.pt")
+        trainer.log_text(f"resuming {out} at stage {trainer.stages[min(trainer.stage_index, len(trainer.stages) - 1)]}"
+                         f", iteration {trainer.iteration}")
+    trainer.log_text(f"training {' -> '.join(trainer.stages)} on {trainer.data_dir} "
+                     f"({len(trainer.train_env.episodes)} train episodes, {trainer.train_env.feature_dim}-d "
+                     f"features); outputs in {out}")
+    trainer.run()
     best = trainer.best.get("follower", {})
-    summary = ", ".join(f"{k} {v:.3f}" for k, v in best.get("scores", {}).items() if k.endswith(("/success", "/spl")))
+    summary = ", ".join(f"{k} {v:.3f}" for k, v in best.get("scores", {}).items()
+                        if k.startswith("val_unseen/") and k.endswith(("/success", "/spl", "/ndtw")))
     where = f" ({best['stage']} iteration {best['iteration']})" if best else ""
     trainer.log_text(f"done. best follower{where}: {summary or 'n/a'}\noutputs: {out} "
                      f"(TensorBoard: tensorboard --logdir {out / 'tb'})")
+    return trainer
+
+
+def run_per_language(cfg: TrainConfig, out: Path, data_dir: Path) -> None:
+    """RxR as CLIP-ViL trains it: one model per language group, each in ``out/{group}``; their best val_unseen
+    scores and the average over the languages go to ``out/summary.json``."""
+    best = {}
+    for group in cfg.language_list():
+        sub = out / group
+        resume = cfg.resume and (sub / "checkpoint.pt").exists()
+        sub.mkdir(parents=True, exist_ok=True)
+        trainer = run(dataclasses.replace(cfg, languages=group, out=str(sub), resume=resume), sub, data_dir)
+        best[group] = {k.split("/", 1)[1]: v for k, v in trainer.best.get("follower", {}).get("scores", {}).items()
+                       if k.startswith("val_unseen/") and k.count("/") == 1}
+    metrics = [k for k in next(iter(best.values())) if k != "count"] if best else []
+    best["average"] = {k: float(np.mean([s[k] for s in best.values()])) for k in metrics}
+    write_json(out / "summary.json", {"val_unseen": best}, indent=2)
+    print("RxR val_unseen, one model per language:")
+    for group, scores in best.items():
+        print(f"  {group:8s} " + " ".join(f"{k} {scores[k]:.3f}" for k in ("success", "spl", "ndtw", "sdtw", "cls")
+                                         if k in scores))
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv).resolved()
+    try:
+        groups = cfg.language_list() if cfg.task == "rxr" else []
+        per_language = len(groups) > 1 and not cfg.joint
+        data_dir = resolve_data_dir(cfg.data_dir)
+        out = prepare_out(cfg, per_language)
+        cfg = dataclasses.replace(cfg, out=str(out))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if per_language:
+            write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
+                                                                       "models": groups}, indent=2)
+            run_per_language(cfg, out, data_dir)
+        else:
+            run(cfg, out, data_dir)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from envs import MAX_EPISODE_STEPS
 from envs.cli import config_from_args, config_parser
+from envs.datadir import DataError
 
 # Budgets: the paper's for real data (EnvDrop / CLIP-ViL run scripts), a 15-minute CPU run for the built-in world.
 # The world's learning rate is 5x EnvDrop's: at 1e-4 its 400 follower iterations (EnvDrop runs 80k) end before
@@ -68,10 +69,18 @@ class TrainConfig:
     """one environmental-dropout mask per environment (the paper) instead of per batch (EnvDrop's code)"""
     aug_paths_per_scan: int | None = 200
     """sampled augmentation paths per training scan"""
-    select_by: Literal["success", "spl"] = "success"
-    """val_unseen metric that picks the best follower: success (EnvDrop) or spl"""
-    languages: Literal["en", "hi", "te"] | None = None
-    """RxR language group to train (CLIP-ViL trains one model per language)"""
+    select_by: Literal["success", "spl", "ndtw"] | None = None
+    """val_unseen metric that picks the best follower (RxR: its average over the languages)"""
+    languages: str | None = None
+    """RxR language groups, comma-separated (en = en-IN + en-US, hi, te): one model each, as CLIP-ViL, unless
+    --joint"""
+    joint: bool = False
+    """RxR: one model for all --languages, with a multilingual vocabulary saved with its checkpoints"""
+    teacher: Literal["shortest", "path"] | None = None
+    """imitation teacher: the next step on the shortest path to the goal (EnvDrop, CLIP-ViL) or along the
+    reference path"""
+    reward: Literal["goal", "ndtw"] | None = None
+    """A2C reward: EnvDrop's distance-to-goal reward, or fidelity (the gain in nDTW per step + a success bonus)"""
     out: str | None = None
     """output folder (config, checkpoints, TensorBoard logs, results); default runs/{task}-{time}"""
     details: bool = False
@@ -93,11 +102,32 @@ class TrainConfig:
         budget = PAPER_BUDGET if self.data_dir else WORLD_BUDGET
         values = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in budget.items()}
         il = self.il_weight if self.il_weight is not None else IL_WEIGHT[self.task]
-        languages = self.languages or ("en" if self.task == "rxr" else None)  # one model per language
-        return dataclasses.replace(self, il_weight=il, languages=languages, **values)
+        defaults = TASK_DEFAULTS[self.task]
+        chosen = {k: getattr(self, k) if getattr(self, k) is not None else v for k, v in defaults.items()}
+        return dataclasses.replace(self, il_weight=il, **chosen, **values)
+
+    def language_list(self) -> list[str]:
+        """The RxR language groups of ``--languages``, checked (a clear error names an unknown one)."""
+        groups = [g.strip() for g in (self.languages or "").split(",") if g.strip()]
+        unknown = [g for g in groups if g not in RXR_GROUPS]
+        if unknown:
+            raise DataError(f"--languages {self.languages}: unknown language group(s) {', '.join(unknown)}; "
+                            f"choose among {', '.join(RXR_GROUPS)} (en = en-IN + en-US)")
+        if self.task == "r2r" and groups:
+            raise DataError("--languages is for RxR; R2R is English only")
+        if self.task == "rxr" and not groups:
+            raise DataError("--languages selects no language; give one or more of en, hi, te")
+        return list(dict.fromkeys(groups))
 
 
 IL_WEIGHT = {"r2r": 0.2, "rxr": 0.4}  # EnvDrop's run script; CLIP-ViL's RxR setting
+RXR_GROUPS = ("en", "hi", "te")
+# Per task, what unset options become. R2R: EnvDrop's recipe. RxR: all three languages, one model each
+# (CLIP-ViL), selected by nDTW (RxR's main metric); teacher and reward: see the choice measured in issue #12.
+TASK_DEFAULTS = {
+    "r2r": {"languages": None, "select_by": "success", "teacher": "shortest", "reward": "goal"},
+    "rxr": {"languages": "en,hi,te", "select_by": "ndtw", "teacher": "shortest", "reward": "goal"},
+}
 
 
 def _budget_text(name: str) -> str:
@@ -110,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     """``--help`` documents every option from the dataclass, with the default each one really takes."""
     defaults = {name: _budget_text(name) for name in PAPER_BUDGET}
     defaults["il_weight"] = ", ".join(f"{v:g} for {task}" for task, v in IL_WEIGHT.items())
-    defaults["languages"] = "en for rxr"
+    for name in ("languages", "select_by", "teacher", "reward"):
+        defaults[name] = "; ".join(f"{v[name]} for {task}" for task, v in TASK_DEFAULTS.items()
+                                   if v[name] is not None)
     return config_parser(TrainConfig, prog="python -m agents.train", positional=("task",), defaults_text=defaults,
                          description="Train the EnvDrop speaker-follower agent (CLIP-ViL features) on R2R or RxR.")
 

@@ -165,6 +165,20 @@ def dtw_many(costs: Sequence[np.ndarray]) -> np.ndarray:
     return acc[np.arange(b), n, m]
 
 
+def dtw_extend(row: np.ndarray | None, cost: np.ndarray) -> np.ndarray:
+    """The DTW recursion one trajectory entry at a time: ``row[j]`` is the DTW cost of the trajectory so far
+    against the reference prefix ``R[: j + 1]`` (None before the first entry) and ``cost`` [R] the new entry's
+    distances to the reference; returns the new row. ``row[-1]`` is :func:`dtw` of the trajectory so far, so
+    a reward can follow nDTW step by step at O(|R|) per entry."""
+    top = len(cost)
+    previous = np.concatenate([[0.0], np.full(top, np.inf)]) if row is None else np.concatenate([[np.inf], row])
+    new = np.full(top + 1, np.inf)
+    values = cost.tolist()
+    for j in range(1, top + 1):
+        new[j] = values[j - 1] + min(previous[j], new[j - 1], previous[j - 1])
+    return new[1:]
+
+
 def _dtw_inputs(trajectory: Path, reference: Path, table: DistanceTable,
                 collapse: bool) -> tuple[np.ndarray, np.ndarray]:
     t, r = as_indices(trajectory, table), as_indices(reference, table)

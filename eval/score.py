@@ -204,11 +204,11 @@ def score_results(results: Sequence[dict], references: Sequence[Reference], grap
 
 
 def score_episode_results(task: str, episodes: Sequence, graphs: Mapping[str, NavGraph],
-                          results: Sequence[dict]) -> dict[str, float]:
-    """The summary of ``results`` against episodes already in memory (an env's), with the official scorer's
-    rules (R2R: instructions ``_0.._2``)."""
+                          results: Sequence[dict]) -> ScoreReport:
+    """Score ``results`` against episodes already in memory (an env's), with the official scorer's rules
+    (R2R: instructions ``_0.._2``; RxR: per language group and their average too)."""
     references = as_references(task, episodes)
-    return score_results(results, references, graphs, scored=scored_subset(task, references)).summary
+    return score_results(results, references, graphs, scored=scored_subset(task, references))
 
 
 def language_summaries(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
@@ -234,6 +234,9 @@ def score_file(task: str, results_path: str | Path, data_dir: str | Path, split:
     """Read, validate and score a results file against ``split`` of ``data_dir`` (the command's whole job)."""
     results = read_results(results_path)
     references = load_references(task, data_dir, split, languages)
+    if not references:
+        where = f" in languages {', '.join(languages)}; choose languages the split holds" if languages else ""
+        raise DataError(f"the {task} {split} split has no episodes{where}")
     data = DataDir(Path(data_dir))
     conn = data.require(data.connectivity, "connectivity folder")
     graphs = load_graphs(conn, sorted({r.scan for r in references}))

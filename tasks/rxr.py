@@ -16,26 +16,31 @@ import json
 import os
 from collections.abc import Iterable
 
-from envs.datadir import data_error
+from envs.datadir import DataError, data_error
 from tasks.r2r import Episode, check_field, check_viewpoints, resolve_split_file
 from tasks.tokenize import ENVDROP_MIN_COUNT, RXR_MAX_LEN, Splitter, Vocab, split_multilingual, split_sentence
 
 RXR_SPLITS = ("train", "val_seen", "val_unseen", "test")
 LANGUAGE_GROUPS = {"en": ("en-IN", "en-US"), "hi": ("hi-IN",), "te": ("te-IN",)}
+LANGUAGES = tuple(code for codes in LANGUAGE_GROUPS.values() for code in codes)
 KEPT_FIELDS = ("split", "annotator_id", "edit_distance")  # timed_instruction is left out: large, unused here
 
-__all__ = ["RXR_SPLITS", "RXR_MAX_LEN", "LANGUAGE_GROUPS", "load_rxr", "expand_languages", "language_group",
+__all__ = ["RXR_SPLITS", "RXR_MAX_LEN", "LANGUAGE_GROUPS", "LANGUAGES", "load_rxr", "expand_languages", "language_group",
            "splitter_for", "build_rxr_vocab"]
 
 
 def expand_languages(languages: Iterable[str] | str | None) -> set[str] | None:
-    """Language codes for a filter: groups ``en``/``hi``/``te`` expand, exact codes (``en-US``) pass through."""
+    """Language codes for a filter: groups ``en``/``hi``/``te`` expand, exact codes (``en-US``) pass through;
+    anything else is a :class:`~envs.datadir.DataError` that lists the choices."""
     if languages is None:
         return None
     if isinstance(languages, str):
         languages = [languages]
     codes: set[str] = set()
     for language in languages:
+        if language not in LANGUAGE_GROUPS and language not in LANGUAGES:
+            raise DataError(f"unknown RxR language {language!r}: choose groups {', '.join(LANGUAGE_GROUPS)} "
+                            f"(en = en-IN + en-US) or codes {', '.join(LANGUAGES)}")
         codes.update(LANGUAGE_GROUPS.get(language, (language,)))
     return codes
 
@@ -78,6 +83,9 @@ def load_rxr(source: str | os.PathLike, split: str, languages: Iterable[str] | s
                     raise data_error(path, f"line {line_no} is not valid JSON ({err})", "Download the guide file again") from None
                 where = f"line {line_no}"
                 language = check_field(path, where, record, "language", str)
+                if language not in LANGUAGES:
+                    raise data_error(path, f"{where}: language {language!r} is not an RxR language",
+                                     f"RxR's codes are {', '.join(LANGUAGES)}; fix or drop the line")
                 if wanted is not None and language not in wanted:
                     continue
                 episodes.append(

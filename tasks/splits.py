@@ -13,9 +13,10 @@ from pathlib import Path
 from envs.datadir import DataDir, DataError
 from tasks.r2r import Episode, load_r2r, r2r_vocab
 from tasks.rxr import build_rxr_vocab, language_group, load_rxr
-from tasks.tokenize import Vocab
+from tasks.tokenize import ENVDROP_MIN_COUNT, Vocab, split_multilingual
 
 TASKS = ("r2r", "rxr")
+JOINT = "joint"  # the key of a joint multilingual vocabulary
 
 
 def check_task(task: str) -> str:
@@ -42,3 +43,10 @@ def build_vocabs(task: str, train: Sequence[Episode]) -> dict[str, Vocab]:
         return {"en": r2r_vocab(ep.instruction for ep in train)}
     groups = sorted({language_group(ep.language) for ep in train})
     return {group: build_rxr_vocab(train, group) for group in groups}
+
+
+def build_joint_vocab(train: Sequence[Episode], min_count: int = ENVDROP_MIN_COUNT) -> Vocab:
+    """One vocabulary for every language of the training episodes (a joint multilingual model): words of any
+    script split by :func:`~tasks.tokenize.split_multilingual` (on English it gives EnvDrop's tokens), kept
+    when seen ``min_count`` times."""
+    return Vocab.build((ep.instruction for ep in train), min_count=min_count, split=split_multilingual)

@@ -126,3 +126,23 @@ def test_details_record_what_was_in_view(tiny_world, tmp_path):
     moves = [i for i in range(1, len(entry["trajectory"])) if entry["trajectory"][i][0] != entry["trajectory"][i - 1][0]]
     for i in moves:  # every move went to a viewpoint that was in view the step before
         assert entry["trajectory"][i][0] in {c["viewpoint"] for c in entry["decisions"][i - 1]["candidates"]}
+
+
+def test_shortest_agent_does_not_follow_rxr_detours(tiny_world, tmp_path, capsys):
+    """On the world's RxR paths (detours), the shortest-path agent reaches every goal but its nDTW is well
+    below 1; following the reference path itself scores 1."""
+    from tasks.rxr import load_rxr
+
+    out = tmp_path / "shortest.json"
+    assert main(["shortest", "--task", "rxr", "--split", "val_unseen", "--data-dir", str(tiny_world),
+                 "--out", str(out)]) == 0
+    assert score_main(["rxr", "--results", str(out), "--split", "val_unseen", "--data-dir", str(tiny_world),
+                       "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["success"] == 1.0 and summary["ndtw"] < 0.75
+    gold = [{"instr_id": e.instr_id, "trajectory": [[vp, 0, 0] for vp in e.path]}
+            for e in load_rxr(tiny_world, "val_unseen")]
+    out.write_text(json.dumps(gold))
+    assert score_main(["rxr", "--results", str(out), "--split", "val_unseen", "--data-dir", str(tiny_world),
+                       "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["ndtw"] == 1.0

@@ -174,6 +174,27 @@ def test_rxr_language_filter(world, tmp_path, capsys):
     assert out["summary"]["count"] == 1 and out["summary"]["success"] == 1.0 and set(out["languages"]) == {"hi", "average"}
 
 
+@pytest.mark.parametrize("languages,message", [
+    (["fr"], "unknown RxR language 'fr'"), (["en-GB"], "unknown RxR language 'en-GB'"),
+])
+def test_rxr_unknown_language_codes_are_refused(world, tmp_path, capsys, languages, message):
+    results = [{"instr_id": 2, "trajectory": [["E", 0, 0]]}]
+    assert _run(world, tmp_path, results, "--languages", *languages, task="rxr") == 2
+    err = capsys.readouterr().err
+    assert message in err and "en-IN" in err and "Traceback" not in err and "not in this split" not in err
+
+
+def test_rxr_selection_without_episodes_names_the_cause(world, tmp_path, capsys):
+    guide = world / "RxR" / "rxr_val_seen_guide.jsonl.gz"
+    with gzip.open(guide, "rt") as f:
+        rows = [line for line in f if '"te-IN"' not in line]
+    with gzip.open(guide, "wt") as f:
+        f.writelines(rows)
+    assert _run(world, tmp_path, [{"instr_id": 2, "trajectory": [["E", 0, 0]]}], "--languages", "te", task="rxr") == 2
+    err = capsys.readouterr().err
+    assert "has no episodes in languages te" in err and "not in this split" not in err
+
+
 def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["r2r", "--help"])

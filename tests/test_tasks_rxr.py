@@ -117,3 +117,33 @@ def test_real_hindi_record(shared_data):
     assert ids.shape == (160,) and vocab.decode(ids).split() == tokens
     english = build_rxr_vocab(episodes, "en-US", min_count=1)
     assert "you're" not in english and "washroom" in english  # EnvDrop's tokenizer for English
+
+
+def test_real_records_score_on_the_real_graphs(shared_data):
+    """Both real records (en-US, hi-IN) score on the real navigation graphs: their own path, walked with a turn
+    in place at each viewpoint as an agent's trajectory records it, has nDTW 1; the start alone does not."""
+    from envs.kernel.navgraph import load_graph
+    from eval.metrics import score_episodes
+
+    episodes = load_rxr(shared_data / SAMPLE, "test")
+    graphs = [load_graph(shared_data / "connectivity", e.scan) for e in episodes]
+    walked = [[vp for vp in e.path for _ in range(2)] for e in episodes]  # each viewpoint twice
+    rows = score_episodes(walked, [e.path for e in episodes], graphs)
+    assert [r["ndtw"] for r in rows] == [1.0, 1.0] and [r["success"] for r in rows] == [1.0, 1.0]
+    stay = score_episodes([e.path[:1] for e in episodes], [e.path for e in episodes], graphs)
+    assert all(r["ndtw"] < 0.7 for r in stay)  # staying put does not follow the path (the en-US one is 2.6 m)
+    assert {e.language for e in episodes} == {"en-US", "hi-IN"}
+
+
+def test_unknown_language_codes_are_named(tmp_path):
+    from envs.datadir import DataError
+
+    guide = tmp_path / "rxr_val_seen_guide.jsonl"
+    record = {"instruction_id": 1, "path_id": 1, "scan": "s", "path": ["a"], "heading": 0.0, "instruction": "go",
+              "language": "xx-XX"}
+    guide.write_text(json.dumps(record) + "\n")
+    with pytest.raises(DataError, match="line 1: language 'xx-XX' is not an RxR language"):
+        load_rxr(guide, "val_seen")
+    guide.write_text(json.dumps(record | {"language": "hi-IN"}) + "\n")
+    with pytest.raises(DataError, match="unknown RxR language 'fr'"):
+        load_rxr(guide, "val_seen", languages=["fr"])

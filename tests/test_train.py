@@ -212,3 +212,36 @@ def test_details_and_the_evaluate_command(tiny_world, tmp_path, capsys):
                           "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "is not a follower checkpoint" in err and "Traceback" not in err
+
+
+def test_rxr_one_model_per_language_and_a_joint_model(tiny_world, tmp_path):
+    per_language = tmp_path / "per"
+    assert train.main(["rxr", "--data-dir", str(tiny_world), "--out", str(per_language), "--only", "follower",
+                       "--iters", "2", "--languages", "en,hi", *TINY]) == 0
+    summary = json.loads((per_language / "summary.json").read_text())["val_unseen"]
+    assert set(summary) == {"en", "hi", "average"}
+    assert summary["average"]["ndtw"] == pytest.approx((summary["en"]["ndtw"] + summary["hi"]["ndtw"]) / 2)
+    for group in ("en", "hi"):
+        best = load_checkpoint(per_language / group / "follower_best.pt")
+        assert best["languages"] == [group] and not best["joint"]
+    joint = tmp_path / "joint"
+    assert train.main(["rxr", "--data-dir", str(tiny_world), "--out", str(joint), "--only", "follower",
+                       "--iters", "2", "--languages", "en,hi,te", "--joint", "--teacher", "path", "--reward", "ndtw",
+                       *TINY]) == 0
+    best = load_checkpoint(joint / "follower_best.pt")
+    words = set(best["vocab"])
+    assert best["joint"] and best["languages"] == ["en", "hi", "te"]
+    assert any("\u0900" <= w[0] <= "\u097f" for w in words) and any("\u0c00" <= w[0] <= "\u0c7f" for w in words)
+    assert "kitchen" in words
+    record = json.loads((joint / "scores.json").read_text())["history"][-1]
+    for group in ("en", "hi", "te", "average"):
+        assert f"val_unseen/{group}/ndtw" in record
+    config = json.loads((joint / "config.json").read_text())
+    assert (config["teacher"], config["reward"], config["select_by"]) == ("path", "ndtw", "ndtw")
+
+
+def test_rxr_language_errors(tiny_world, tmp_path, capsys):
+    assert train.main(["rxr", "--data-dir", str(tiny_world), "--out", str(tmp_path / "x"), "--languages", "en,fr",
+                       *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "unknown language group(s) fr" in err and "Traceback" not in err

@@ -260,3 +260,31 @@ def test_trajectories_replay_exactly_on_the_mattersim_rules(tiny_world):
                 sim.makeAction([ids.index(cur[0])], [0.0], [0.0])
             state = sim.getState()[0]
             assert [state.location.viewpointId, state.heading, state.elevation] == cur
+
+
+@pytest.mark.parametrize("policy", ["path_teacher", "random"])
+def test_fidelity_reward_adds_up_to_the_episode_ndtw(tiny_world, policy):
+    """reward="ndtw": the rewards of an episode add up to its final nDTW (as the scorer computes it, turns
+    included) minus the start's, plus 1 at a successful STOP; the path teacher walks RxR's detours exactly."""
+    from eval.metrics import SUCCESS_DISTANCE
+
+    env = VLNVectorEnv(tiny_world, "val_unseen", task="rxr", languages=["hi"], num_envs=8, seed=2,
+                       teacher="path", reward="ndtw")
+    obs, info = env.reset()
+    start = env.state.ndtw.copy()
+    total, stopped = np.zeros(8), np.zeros(8, dtype=bool)
+    rng = np.random.default_rng(0)
+    while info["active"].any():
+        mask = obs["action_mask"]
+        action = info["teacher_action"] if policy == "path_teacher" else (rng.random(mask.shape) * mask).argmax(1)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        stopped |= terminated
+    metrics = env.metrics()
+    for i, m in enumerate(metrics):
+        bonus = 1.0 if stopped[i] and m["nav_error"] < SUCCESS_DISTANCE else 0.0
+        assert total[i] == pytest.approx(m["ndtw"] - start[i] + bonus, abs=1e-6)
+    if policy == "path_teacher":
+        assert all(m["ndtw"] == 1.0 and m["success"] == 1.0 for m in metrics)
+    else:
+        assert min(m["ndtw"] for m in metrics) < 0.5  # the random walks strayed: the test compares real sums

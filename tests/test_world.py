@@ -248,3 +248,27 @@ def test_clip_features_go_through_the_extraction_command(tmp_path, monkeypatch):
     assert world_main(["--out", str(tmp_path / "n"), "--houses-seen", "1", "--houses-unseen", "1",
                        "--houses-test", "1", "--paths-per-house", "4", "--eval-paths-per-house", "2",
                        "--no-skyboxes", "--clip-encoder", "RN50"]) == 2
+
+
+def test_rxr_paths_are_detours_about_twice_r2r(world):
+    """RxR's paths are not shortest paths and are about twice R2R's length; each instruction describes the
+    rooms of its own path, so it tells the detour apart from the shortest way."""
+    from envs.kernel.navgraph import load_graphs
+    from tasks.r2r import load_r2r
+    from tasks.rxr import load_rxr
+
+    graphs = load_graphs(world / "connectivity")
+    rxr = load_rxr(world, "train")
+    r2r = load_r2r(world, "train")
+    lengths = [graphs[e.scan].path_length(e.path) for e in rxr]
+    shortest = [graphs[e.scan].distance(e.path[0], e.path[-1]) for e in rxr]
+    assert all(length >= 1.4 * s - 1e-9 for length, s in zip(lengths, shortest))  # every one a detour
+    assert all(len(set(e.path)) == len(e.path) for e in rxr)  # no viewpoint visited twice
+    ratio = np.mean(lengths) / np.mean([graphs[e.scan].path_length(e.path) for e in r2r])
+    assert 1.6 < ratio < 2.6, ratio
+    from envs.world.layout import ROOM_TYPES
+
+    for e in rxr[:30]:
+        if e.language.startswith("en"):
+            named = {room for room in ROOM_TYPES if room in e.instruction.lower()}
+            assert len(named) >= 2, e.instruction  # the start room and the rooms it passes through

@@ -18,11 +18,16 @@ from envs.gym.candidates import ANGLE_DIM, angle_features, turn_views, view_angl
 from envs.gym.tables import ViewpointTables
 from envs.kernel.grid import (ELEVATIONS, HEADING_COUNT, HEADING_INCREMENT, VIEW_COUNT, VIEW_ELEVATIONS,
                               VIEW_HEADINGS, snap_heading_index)
-from eval.metrics import SUCCESS_DISTANCE, MetricOptions, score_episodes
+from eval.metrics import SUCCESS_DISTANCE, MetricOptions, dtw_extend, score_episodes
 from tasks.r2r import Episode
 
 _VIEW_HEADINGS = VIEW_HEADINGS.tolist()  # Python floats: trajectories are lists
 _VIEW_ELEVATIONS = VIEW_ELEVATIONS.tolist()
+
+
+TEACHERS = ("shortest", "path")
+REWARDS = ("goal", "ndtw")
+FIDELITY_SUCCESS_BONUS = 1.0  # reward="ndtw": added at STOP within the success distance
 
 
 class BatchState:
@@ -34,10 +39,12 @@ class BatchState:
 
     def __init__(self, tables: ViewpointTables, batch_size: int, max_steps: int | None,
                  metric_options: MetricOptions = MetricOptions(), eager_metrics: bool = True,
-                 teacher: str = "shortest") -> None:
-        if teacher not in ("shortest", "path"):
-            raise ValueError(f"teacher must be 'shortest' or 'path', got {teacher!r}")
-        self.teacher = teacher
+                 teacher: str = "shortest", reward: str = "goal") -> None:
+        if teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {TEACHERS}, got {teacher!r}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
+        self.teacher, self.reward = teacher, reward
         self.tables = tables
         self.batch_size = batch_size
         self.max_steps = max_steps
@@ -56,6 +63,9 @@ class BatchState:
         self.start_heading = np.zeros(batch_size, dtype=np.int64)
         self.moves: list[list[tuple[int, int]]] = [[] for _ in range(batch_size)]
         self.metrics: list[dict | None] = [None] * batch_size
+        self.reference_rows: list[np.ndarray | None] = [None] * batch_size  # reward="ndtw": the reference path
+        self.dtw_rows: list[np.ndarray | None] = [None] * batch_size  # its DTW recursion row so far
+        self.ndtw = np.zeros(batch_size)  # nDTW of the trajectory so far
 
     # -- episode start ---------------------------------------------------------------------------
     def start(self, episodes: list[Episode], instructions: np.ndarray) -> None:
@@ -76,6 +86,13 @@ class BatchState:
         self.steps[:] = 0
         self.active[:] = True
         self.distance = self._goal_distance()
+        if self.reward == "ndtw":
+            for i, ep in enumerate(episodes):
+                known = self.goal[i] >= 0
+                self.reference_rows[i] = np.array([t.row(ep.scan, vp) for vp in ep.path]) if known else None
+                self.dtw_rows[i] = None
+                if known:
+                    self._extend_dtw(i, [int(self.row[i])])
 
     def _goal_distance(self) -> np.ndarray:
         has_goal = self.goal >= 0
@@ -179,7 +196,7 @@ class BatchState:
         # A masked (invalid) action does not crash: it is taken as STOP, as Gymnasium's masking advice goes.
         stop = was_active & ((actions <= 0) | (actions > counts))
         move = was_active & ~stop
-        old_distance = self.distance
+        old_distance, old_ndtw = self.distance, self.ndtw.copy()
         if move.any():
             idx = np.flatnonzero(move)
             k = actions[idx] - 1
@@ -187,16 +204,28 @@ class BatchState:
             point = t.cand_point[self.row[idx], k]
             for i, p, tgt in zip(idx.tolist(), point.tolist(), target.tolist()):
                 self.moves[i].append((p, tgt))
+                if self.reward == "ndtw" and self.reference_rows[i] is not None:
+                    view = int(self.heading_ix[i] + HEADING_COUNT * self.elevation_ix[i])
+                    here = int(self.row[i])  # each turn in place is an entry of the trajectory, then the move's
+                    turns = 0 if self.metric_options.collapse_repeats else len(turn_views(view, p))
+                    self._extend_dtw(i, [here] * turns + [tgt])
             self.row[idx] = target
             self.elevation_ix[idx], self.heading_ix[idx] = np.divmod(point, HEADING_COUNT)
         self.steps[was_active] += 1
         self.distance = self._goal_distance()
         reward = np.zeros(self.batch_size, dtype=np.float32)
         with np.errstate(invalid="ignore"):
-            # EnvDrop: +1 if the move brought the agent closer, -1 if farther; 0 when unchanged (EnvDrop crashes)
-            reward[move] = np.sign(np.nan_to_num(old_distance[move] - self.distance[move]))
             success = self.distance < SUCCESS_DISTANCE
-        reward[stop] = np.where(success[stop], 2.0, -2.0)
+            if self.reward == "goal":
+                # EnvDrop: +1 if the move brought the agent closer, -1 if farther; 0 when unchanged (EnvDrop
+                # crashes there); at STOP +2 within the success distance, else -2
+                reward[move] = np.sign(np.nan_to_num(old_distance[move] - self.distance[move]))
+                reward[stop] = np.where(success[stop], 2.0, -2.0)
+            else:
+                # fidelity (RxR; Jain et al. 2019, Ku et al. 2020): the gain in nDTW of the trajectory so far,
+                # and a success bonus at STOP
+                reward[move] = (self.ndtw - old_ndtw)[move]
+                reward[stop] = np.where(success[stop], FIDELITY_SUCCESS_BONUS, 0.0)
         reward[self.goal < 0] = 0.0
         terminated = stop
         truncated = np.zeros(self.batch_size, dtype=bool)
@@ -208,6 +237,15 @@ class BatchState:
             for i, m in zip(ended, self.episode_metrics_many(ended)):
                 self.metrics[i] = m
         return reward, terminated, truncated
+
+    def _extend_dtw(self, i: int, rows: list[int]) -> None:
+        """Append trajectory entries (table rows) to episode ``i``'s DTW against its reference; update nDTW."""
+        reference = self.reference_rows[i]
+        row = self.dtw_rows[i]
+        for r in rows:
+            row = dtw_extend(row, self.tables.distances_to(np.full(len(reference), r), reference))
+        self.dtw_rows[i] = row
+        self.ndtw[i] = np.exp(-row[-1] / (len(reference) * self.metric_options.threshold))
 
     def finished_metrics(self) -> list[dict | None]:
         """Per slot, the metrics of its finished episode (None while it runs or without a reference path)."""

@@ -20,7 +20,7 @@ from envs.world.builtin import resolve_data_dir
 from features.store import open_features
 from tasks.r2r import Episode
 from tasks.rxr import language_group
-from tasks.splits import build_vocabs, check_task, load_split
+from tasks.splits import JOINT, build_joint_vocab, build_vocabs, check_task, load_split
 
 DEFAULT_MAX_INSTR_LEN = {"r2r": 80, "rxr": 160}
 
@@ -73,6 +73,8 @@ class TaskData:
     def vocab_for(self, episode: Episode):
         if self.task == "r2r":
             return self.vocabs["en"]
+        if JOINT in self.vocabs:
+            return self.vocabs[JOINT]
         group = language_group(episode.language)
         if group not in self.vocabs:
             raise DataError(f"no {group} vocabulary: the training split has no {group} instructions")
@@ -103,7 +105,7 @@ def resolve_features(data: DataDir, features: str | None) -> Path | None:
 
 @lru_cache(maxsize=8)
 def _load_cached(root: str, task: str, split: str, features, languages: tuple[str, ...] | None,
-                 feature_dtype: str) -> TaskData:
+                 feature_dtype: str, joint: bool) -> TaskData:
     data = DataDir(Path(root))
     episodes = load_split(data, task, split, languages)
     if not episodes:
@@ -122,23 +124,29 @@ def _load_cached(root: str, task: str, split: str, features, languages: tuple[st
         else:
             with open_features(features_path) as store:
                 tables = build_tables(graphs, store, feature_dtype=dtype)
-    vocabs = _cached_vocabs(str(data.root), task, languages)
+    vocabs = _cached_vocabs(str(data.root), task, languages, joint)
     out = TaskData(data.root, task, split, episodes, tables, vocabs, DEFAULT_MAX_INSTR_LEN[task], features_path)
     out.encode_all()
     return out
 
 
 @lru_cache(maxsize=8)
-def _cached_vocabs(root: str, task: str, languages: tuple[str, ...] | None) -> dict[str, object]:
+def _cached_vocabs(root: str, task: str, languages: tuple[str, ...] | None, joint: bool) -> dict[str, object]:
     """The training split's vocabularies, built once per process (every split's env shares them)."""
-    return build_vocabs(task, load_split(DataDir(Path(root)), task, "train", languages))
+    train = load_split(DataDir(Path(root)), task, "train", languages)
+    return {JOINT: build_joint_vocab(train)} if joint else build_vocabs(task, train)
 
 
 def load_task_data(data_dir: str | Path | None = None, split: str = "train", task: str = "r2r",
                    features: str | None = None, languages: list[str] | tuple[str, ...] | None = None,
-                   feature_dtype: str = "float32") -> TaskData:
-    """Load (once per process for the same arguments) what an env needs; see the module docstring."""
+                   feature_dtype: str = "float32", joint: bool = False) -> TaskData:
+    """Load (once per process for the same arguments) what an env needs; see the module docstring.
+
+    ``joint`` (RxR): one vocabulary over every language of the training split instead of one per group.
+    """
     check_task(task)
+    if joint and task != "rxr":
+        raise DataError("a joint multilingual vocabulary is for RxR; R2R has one language")
     root = resolve_data_dir(data_dir)
     langs = tuple(languages) if languages else None
-    return _load_cached(str(root.resolve()), task, split, features, langs, feature_dtype)
+    return _load_cached(str(root.resolve()), task, split, features, langs, feature_dtype, joint)

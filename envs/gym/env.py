@@ -44,8 +44,10 @@ class VLNEnv(gym.Env):
     picks one.
 
     ## Reward
-    EnvDrop's: at STOP +2 if within 3 m of the goal else -2; a move +1 if it brought the agent closer to the
-    goal (shortest-path distance), -1 if farther, 0 if unchanged (EnvDrop's code crashes there).
+    ``reward="goal"`` (default), EnvDrop's: at STOP +2 if within 3 m of the goal else -2; a move +1 if it
+    brought the agent closer to the goal (shortest-path distance), -1 if farther, 0 if unchanged (EnvDrop's
+    code crashes there). ``reward="ndtw"``, fidelity (for RxR's non-shortest paths): a move earns the change
+    of the nDTW of the trajectory so far (turns included, as the metric counts them), STOP within 3 m +1.
 
     ## Episode End
     Terminates on STOP. Truncation after ``max_episode_steps`` (35) is Gymnasium's ``TimeLimit``.
@@ -62,7 +64,8 @@ class VLNEnv(gym.Env):
     view rendered from the skyboxes where the data directory has them, else the top-down map of the agent's
     floor with its path so far, the reference path and the goal; ``"ansi"``: a text description),
     ``teacher`` (``"shortest"``: next step on the shortest path to the goal, as EnvDrop/CLIP-ViL; ``"path"``:
-    along the reference path, for RxR's non-shortest paths).
+    along the reference path, for RxR's non-shortest paths), ``reward`` (``"goal"`` or ``"ndtw"``, above),
+    ``joint`` (RxR: one vocabulary for all languages, for a joint multilingual model).
 
     ## Version History
     - v0: first release.
@@ -72,12 +75,13 @@ class VLNEnv(gym.Env):
 
     def __init__(self, data_dir: str | Path | None = None, split: str = "train", features: str | None = None,
                  task: str = "r2r", languages: list[str] | None = None, render_mode: str | None = None,
-                 feature_dtype: str = "float32", teacher: str = "shortest") -> None:
-        self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype)
+                 feature_dtype: str = "float32", teacher: str = "shortest", reward: str = "goal",
+                 joint: bool = False) -> None:
+        self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype, joint)
         self.observation_space = observation_space(self.data)
         self.action_space = gym.spaces.Discrete(self.data.tables.max_candidates + 1)
         self.render_mode = render_mode
-        self.state = BatchState(self.data.tables, 1, max_steps=None, teacher=teacher)
+        self.state = BatchState(self.data.tables, 1, max_steps=None, teacher=teacher, reward=reward)
         self._by_id = {ep.instr_id: ep for ep in self.data.episodes}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

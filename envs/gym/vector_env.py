@@ -84,6 +84,11 @@ class VLNVectorEnv(VectorEnv):
         seed: seeds the episode shuffle.
         teacher: ``"shortest"`` (the next step on the shortest path to the goal; EnvDrop and CLIP-ViL, R2R and
             RxR alike) or ``"path"`` (along the reference path, for RxR's non-shortest paths).
+        reward: ``"goal"`` (EnvDrop's: +-1 per move by the change of the distance to the goal, +-2 at STOP by
+            success) or ``"ndtw"`` (fidelity: each move's gain in the nDTW of the trajectory so far, and a
+            success bonus of 1 at STOP; for RxR).
+        joint: one vocabulary for every language of an RxR env (a joint multilingual model) instead of one
+            per language group.
         episodes: play these episodes instead of the split's (e.g. augmented paths in the split's houses).
         metrics_in_info: put each finished episode's metrics in ``info["metrics"]`` at its last step (the
             trainer turns this off and asks :meth:`metrics` only when it evaluates).
@@ -101,8 +106,8 @@ class VLNVectorEnv(VectorEnv):
                  languages: list[str] | None = None, seed: int | None = None, shuffle: bool = True,
                  feature_dtype: str = "float32", observation_mode: str = "features",
                  metrics_in_info: bool = True, episodes: list[Episode] | None = None,
-                 teacher: str = "shortest") -> None:
-        self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype)
+                 teacher: str = "shortest", reward: str = "goal", joint: bool = False) -> None:
+        self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype, joint)
         self.num_envs = num_envs
         self.max_steps = max_steps
         self.observation_mode = observation_mode
@@ -111,7 +116,7 @@ class VLNVectorEnv(VectorEnv):
         self.single_action_space = gym.spaces.Discrete(self.data.tables.max_candidates + 1)
         self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, self.data.tables.max_candidates + 1))
         self.state = BatchState(self.data.tables, num_envs, max_steps, eager_metrics=metrics_in_info,
-                                teacher=teacher)
+                                teacher=teacher, reward=reward)
         self.metrics_in_info = metrics_in_info
         self.sampler = EpisodeSampler(episodes if episodes is not None else self.data.episodes, num_envs, seed,
                                       shuffle)

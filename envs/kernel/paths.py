@@ -64,3 +64,43 @@ def sample_paths(graph: NavGraph, rng: np.random.Generator, rule: PathRule, coun
     elif count is not None and len(pairs) > count:
         pairs = pairs[np.sort(rng.choice(len(pairs), count, replace=False))]
     return [graph.shortest_path(graph.ids[a], graph.ids[b]) for a, b in pairs]
+
+
+@dataclass(frozen=True)
+class DetourRule:
+    """Paths that are not shortest paths (as RxR's are): the shortest path to a waypoint, then on to the goal,
+    visiting no viewpoint twice, ``min_length``..``max_length`` metres long, at most ``max_edges`` moves, and at
+    least ``min_detour`` times the shortest distance from start to goal."""
+
+    min_length: float = 12.0
+    max_length: float = 30.0
+    max_edges: int = 14
+    min_detour: float = 1.4
+
+
+def sample_detours(graph: NavGraph, rng: np.random.Generator, rule: DetourRule, count: int) -> list[list[str]]:
+    """Up to ``count`` distinct detour paths (start -> waypoint -> goal, see :class:`DetourRule`), in random order.
+
+    Every (start, waypoint, goal) triple of included viewpoints whose lengths fit the rule is a candidate; they
+    are tried in a random order and kept when the joined path is simple and short enough in moves.
+    """
+    d = graph.distances
+    ok = graph.included
+    total = d[:, :, None] + d[None, :, :]  # [start, waypoint, goal]: length through the waypoint
+    direct = d[:, None, :]
+    with np.errstate(invalid="ignore"):
+        fits = (total >= rule.min_length) & (total <= rule.max_length) & (total >= rule.min_detour * direct)
+    fits &= ok[:, None, None] & ok[None, :, None] & ok[None, None, :] & np.isfinite(total) & (direct > 0)
+    candidates = np.argwhere(fits)
+    paths: list[list[str]] = []
+    seen: set[tuple[str, ...]] = set()
+    for a, w, b in candidates[rng.permutation(len(candidates))]:
+        if len(paths) == count:
+            break
+        first = graph.shortest_path(graph.ids[a], graph.ids[w])
+        path = first + graph.shortest_path(graph.ids[w], graph.ids[b])[1:]
+        if len(path) - 1 > rule.max_edges or len(set(path)) != len(path) or tuple(path) in seen:
+            continue
+        seen.add(tuple(path))
+        paths.append(path)
+    return paths

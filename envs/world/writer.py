@@ -24,16 +24,18 @@ import numpy as np
 from envs.datadir import DataDir, data_error
 from envs.kernel.grid import R2R_CAMERA, R2R_VFOV_DEGREES
 from envs.kernel.navgraph import NavGraph
-from envs.kernel.paths import PathRule, sample_paths
+from envs.kernel.paths import DetourRule, PathRule, sample_detours, sample_paths
 from envs.world import concepts
 from envs.world.language import r2r_instruction, route_plan, rxr_instruction, timed_words
 from envs.world.layout import COLOURS, OBJECT_KINDS, ROOM_TYPES, House, generate_house, pose_matrix
 from envs.world.raycast import cast, render_skybox, surfaces
 from features.hdf5 import HDF5FeatureWriter
 
-WORLD_VERSION = 3  # bumped when the generated content changes (cache folder name)
+WORLD_VERSION = 4  # bumped when the generated content changes (cache folder name); 4: RxR paths are detours
 FEATURE_NAME = "world"
 PATHS = PathRule(min_edges=3, max_edges=6, min_distance=5.0)  # R2R's rule, one move shorter: small houses
+RXR_PATHS = DetourRule(min_length=12.0, max_length=30.0, max_edges=14, min_detour=1.4)  # about 2x R2R's length
+RXR_LANGUAGES = ("hi-IN", "te-IN")  # with en-US or en-IN: every RxR path is described in three languages
 
 
 @dataclass
@@ -197,41 +199,8 @@ def _build_into(tmp: Path, config: WorldConfig) -> WorldSummary:
         graphs.append(NavGraph(house.scan, records, source=path))
     (data.connectivity / "scans.txt").write_text("".join(f"{h.scan}\n" for h in houses))
 
-    r2r: dict[str, list[dict]] = {"train": [], "val_seen": [], "val_unseen": [], "test": []}
-    rxr: dict[str, list[dict]] = {"train": [], "val_seen": [], "val_unseen": [], "test": []}
-    path_id = 0
-    instruction_id = 0
-    for index, (house, graph, role) in enumerate(zip(houses, graphs, roles)):
-        rng = np.random.default_rng([config.seed, index, 4243])
-        count = config.paths_per_house if role == "seen" else config.eval_paths_per_house
-        paths = sample_paths(graph, rng, PATHS, count, shuffle=True)
-        n_val = int(round(len(paths) * config.val_seen_fraction)) if role == "seen" else 0
-        for k, path in enumerate(paths):
-            split = {"unseen": "val_unseen", "test": "test"}.get(role, "val_seen" if k < n_val else "train")
-            heading = round(float(rng.uniform(0, 2 * math.pi)), 3)
-            ix = [graph.ix(vp) for vp in path]
-            plan = route_plan(house, ix, heading)
-            instructions = [r2r_instruction(plan, rng) for _ in range(3)]
-            record = {"distance": round(graph.path_length(path), 2), "scan": house.scan, "path_id": path_id,
-                      "path": path, "heading": heading, "instructions": instructions}
-            if split == "test":
-                record = {"scan": house.scan, "path_id": path_id, "path": path[:1], "heading": heading,
-                          "instructions": instructions}
-            r2r[split].append(record)
-            start = house.viewpoints[ix[0]]
-            facing = _facing_object(house, ix[0], heading)
-            english = "en-US" if rng.random() < 0.5 else "en-IN"
-            for language in (english, "hi-IN", "te-IN"):
-                text = rxr_instruction(plan, language, house.rooms[start.room].kind, facing, rng)
-                rxr[split].append({
-                    "path_id": path_id, "split": "test_standard" if split == "test" else split,
-                    "scan": house.scan, "heading": float(heading), "path": path[:1] if split == "test" else path,
-                    "instruction_id": instruction_id, "annotator_id": int(rng.integers(0, 40)),
-                    "language": language, "instruction": text, "timed_instruction": timed_words(text, rng),
-                    "edit_distance": round(float(rng.uniform(0.0, 0.2)), 4),
-                })
-                instruction_id += 1
-            path_id += 1
+    r2r = _r2r_records(config, houses, graphs, roles)
+    rxr = _rxr_records(config, houses, graphs, roles)
 
     for split, records in r2r.items():
         path = data.r2r_split(split)
@@ -266,6 +235,69 @@ def _build_into(tmp: Path, config: WorldConfig) -> WorldSummary:
     return WorldSummary(out=tmp, houses=len(houses), viewpoints=sum(len(h.viewpoints) for h in houses),
                         episodes=manifest["r2r_instructions"], rxr_episodes=manifest["rxr_instructions"],
                         vocabulary=len(words))
+
+
+def _split_of(role: str, k: int, n_val: int) -> str:
+    """The split of a house's k-th path: seen houses give val_seen (the first ``n_val``) and train."""
+    return {"unseen": "val_unseen", "test": "test"}.get(role, "val_seen" if k < n_val else "train")
+
+
+def _r2r_records(config: WorldConfig, houses: list[House], graphs: list[NavGraph], roles: list[str]
+                 ) -> dict[str, list[dict]]:
+    """R2R split records: shortest paths of 3-6 moves, three short English instructions each."""
+    out: dict[str, list[dict]] = {"train": [], "val_seen": [], "val_unseen": [], "test": []}
+    path_id = 0
+    for index, (house, graph, role) in enumerate(zip(houses, graphs, roles)):
+        rng = np.random.default_rng([config.seed, index, 4243])
+        count = config.paths_per_house if role == "seen" else config.eval_paths_per_house
+        paths = sample_paths(graph, rng, PATHS, count, shuffle=True)
+        n_val = int(round(len(paths) * config.val_seen_fraction)) if role == "seen" else 0
+        for k, path in enumerate(paths):
+            split = _split_of(role, k, n_val)
+            heading = round(float(rng.uniform(0, 2 * math.pi)), 3)
+            plan = route_plan(house, [graph.ix(vp) for vp in path], heading)
+            instructions = [r2r_instruction(plan, rng) for _ in range(3)]
+            record = {"distance": round(graph.path_length(path), 2), "scan": house.scan, "path_id": path_id,
+                      "path": path, "heading": heading, "instructions": instructions}
+            if split == "test":
+                record = {"scan": house.scan, "path_id": path_id, "path": path[:1], "heading": heading,
+                          "instructions": instructions}
+            out[split].append(record)
+            path_id += 1
+    return out
+
+
+def _rxr_records(config: WorldConfig, houses: list[House], graphs: list[NavGraph], roles: list[str]
+                 ) -> dict[str, list[dict]]:
+    """RxR guide records: detours (not shortest paths, about twice R2R's length) through named rooms and
+    landmarks, each described in English (en-US or en-IN), Hindi and Telugu, with word timings."""
+    out: dict[str, list[dict]] = {"train": [], "val_seen": [], "val_unseen": [], "test": []}
+    path_id = instruction_id = 0
+    for index, (house, graph, role) in enumerate(zip(houses, graphs, roles)):
+        rng = np.random.default_rng([config.seed, index, 4244])
+        count = config.paths_per_house if role == "seen" else config.eval_paths_per_house
+        paths = sample_detours(graph, rng, RXR_PATHS, count)
+        n_val = int(round(len(paths) * config.val_seen_fraction)) if role == "seen" else 0
+        for k, path in enumerate(paths):
+            split = _split_of(role, k, n_val)
+            heading = round(float(rng.uniform(0, 2 * math.pi)), 3)
+            ix = [graph.ix(vp) for vp in path]
+            plan = route_plan(house, ix, heading)
+            start_room = house.rooms[house.viewpoints[ix[0]].room].kind
+            facing = _facing_object(house, ix[0], heading)
+            english = "en-US" if rng.random() < 0.5 else "en-IN"
+            for language in (english, *RXR_LANGUAGES):
+                text = rxr_instruction(plan, language, start_room, facing, rng)
+                out[split].append({
+                    "path_id": path_id, "split": "test_standard" if split == "test" else split,
+                    "scan": house.scan, "heading": float(heading), "path": path[:1] if split == "test" else path,
+                    "instruction_id": instruction_id, "annotator_id": int(rng.integers(0, 40)),
+                    "language": language, "instruction": text, "timed_instruction": timed_words(text, rng),
+                    "edit_distance": round(float(rng.uniform(0.0, 0.2)), 4),
+                })
+                instruction_id += 1
+            path_id += 1
+    return out
 
 
 def _facing_object(house: House, start: int, heading: float):
