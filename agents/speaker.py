@@ -108,12 +108,17 @@ class Speaker(nn.Module):
         mask = torch.arange(ctx.shape[1], device=ctx.device)[None, :] >= lengths[:, None]
         return ctx, mask
 
-    def loss(self, instr: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced cross-entropy, mean over real (non-pad) target words; instr (B, L) <BOS> ... <EOS>."""
+    def loss(self, instr: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
+             total_words: float | None = None) -> torch.Tensor:
+        """Teacher-forced cross-entropy, mean over real (non-pad) target words (or summed and divided by
+        ``total_words``, under torchrun the share of the whole batch's words); instr (B, L) <BOS> ... <EOS>."""
         longest = int((instr != self.cfg.pad_id).sum(1).max())
         instr = instr[:, :longest]
         logits, _ = self.decoder(instr[:, :-1], ctx, ctx_mask)  # (B, L-1, V)
-        return F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id)
+        if total_words is None:
+            return F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id)
+        summed = F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id, reduction="sum")
+        return summed / max(total_words, 1.0)
 
     @torch.no_grad()
     def decode(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, bos_id: int, eos_id: int,

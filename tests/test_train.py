@@ -137,7 +137,7 @@ def test_follower_overfits_a_handful_of_world_episodes(tiny_world):
     rates = []
     for i in range(150):
         train_follower_iteration(follower, opts, env, IterationConfig(il_weight=1.0))
-        if i % 10 == 9:
+        if i % 10 == 9 or i == 0:  # after the first update too: the starting point is well below 100%
             rates.append(train.score("r2r", env, evaluate_follower(follower, env))["success"])
             if rates[-1] == 1.0:
                 break
