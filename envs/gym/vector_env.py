@@ -151,7 +151,7 @@ class VLNVectorEnv(VectorEnv):
 
     @property
     def feature_table(self) -> np.ndarray:
-        """[G, 36, D] image features of every viewpoint row (``observation_mode="indices"``)."""
+        """[R, 36, D] image features, one row per viewpoint (``observation_mode="indices"``: row ``viewpoint``)."""
         return self.data.tables.features
 
     @property
@@ -225,7 +225,7 @@ class VLNVectorEnv(VectorEnv):
         if self.observation_mode == "indices":
             return {
                 "instruction": s.instructions.copy(),
-                "viewpoint": s.row.copy(),
+                "viewpoint": self.data.tables.feature_row[s.row],
                 "heading_index": s.heading_ix.copy(),
                 "candidate_view": self.data.tables.cand_point[s.row],
                 "candidate_angles": np.stack(s.candidate_angles(), axis=-1),
