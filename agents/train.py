@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from agents.augment import augmentation_episodes
-from agents.checkpoint import load_checkpoint, save_checkpoint
+from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint
 from agents.follower import Follower, FollowerConfig, make_follower_optimizers
 from agents.rollout import (IterationConfig, backtranslation_iteration, evaluate_follower, evaluate_speaker,
                             train_follower_iteration, train_speaker_iteration)
@@ -265,16 +265,7 @@ def _short(record: dict) -> str:
 
 def prepare_out(cfg: TrainConfig) -> Path:
     """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one."""
-    out = Path(cfg.out) if cfg.out else default_out(cfg)
-    saved = out / "config.json"
-    if cfg.resume:
-        if not (out / "checkpoint.pt").exists():
-            raise DataError(f"{out}: nothing to resume (no checkpoint.pt); start without --resume")
-        return out
-    if saved.exists():
-        raise DataError(f"{out}: a run already lives here; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return prepare_run_folder(Path(cfg.out) if cfg.out else default_out(cfg), cfg.resume)
 
 
 def main(argv: list[str] | None = None) -> int:
