@@ -16,7 +16,7 @@ Written under ``DATA/vl/`` (the navigation files are untouched), in the real for
     vl/captions/dataset_world.json                             # Karpathy-style split, 5 sentences per image
     vl/captions/captions_{split}.json                          # COCO-format references per split
     vl/snli_ve/snli_ve_{train,dev,test}.jsonl                  # SNLI-VE schema
-    vl/vl.json                                                 # manifest: config, counts, seconds
+    vl/vl.json                                                 # manifest: config, counts
 
 Splits follow the houses: seen houses give ``train``, unseen ones ``val`` and test houses ``test`` (SNLI-VE's
 ``dev`` is ``val``). Questions carry VQA's ``question_type`` (the first words) and ``answer_type``
@@ -253,8 +253,7 @@ def build_vl(root: Path, roles: list[str], seed: int, second_floor_prob: float, 
     tmp = Path(tempfile.mkdtemp(prefix=".vl.", dir=root))
     try:
         manifest = _build_vl_into(tmp, root, roles, seed, second_floor_prob, face_size, config, workers)
-        manifest["seconds"] = round(time.perf_counter() - started, 1)
-        write_json(tmp / "vl.json", manifest, indent=1)
+        write_json(tmp / "vl.json", manifest, indent=1)  # a pure function of the config (no timing)
         target = root / "vl"
         if target.exists():  # a rebuild: the old data goes
             shutil.rmtree(target)
@@ -267,7 +266,7 @@ def build_vl(root: Path, roles: list[str], seed: int, second_floor_prob: float, 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return manifest
+    return manifest | {"seconds": round(time.perf_counter() - started, 1)}
 
 
 def _build_vl_into(out: Path, root: Path, roles: list[str], seed: int, second_floor_prob: float,

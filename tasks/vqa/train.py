@@ -78,6 +78,8 @@ class VQATrainConfig:
     """iterations between validation runs and checkpoints"""
     hidden: int = 512
     """question LSTM size (MCAN's model size d)"""
+    joint_dim: int = 1024
+    """Pythia's joint space and MCAN's fused size"""
     layers: int = 6
     """MCAN encoder / decoder layers"""
     unknown_answers: Literal["drop", "error"] = "drop"
@@ -188,7 +190,7 @@ def train(cfg: VQATrainConfig) -> Run:
     val_split = make_split(val_q, vocab, labels, grid, cfg.blind, str(paths["val_annotations"] or paths["val_questions"]))
     keep = train_split.targets.sum(1) > 0  # questions with an answer in the label space
     head_cfg = VQAHeadConfig(head=cfg.head, vocab_size=len(vocab), num_answers=len(labels), feature_dim=grid.dim,
-                             hidden=cfg.hidden, layers=cfg.layers, pad_id=vocab.pad_id)
+                             hidden=cfg.hidden, joint_dim=cfg.joint_dim, layers=cfg.layers, pad_id=vocab.pad_id)
     model = make_head(head_cfg).to(device)
     lr = cfg.lr or DEFAULT_LR[cfg.head]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
