@@ -11,10 +11,8 @@ import pytest
 import torch
 
 from envs.datadir import DataError
-from envs.world import WorldConfig, build_world
-from envs.world.vl import VLConfig
 from features.encoders import load_encoder
-from features.grid import GridFeatures, extract_grid, grid_tokens, list_images, read_image
+from features.grid import GridFeatures, grid_tokens, read_image
 from tasks.tokenize import Vocab
 from tasks.vqa.__main__ import main as vqa_main
 from tasks.vqa.data import LabelSpace, Question, load_gqa, load_vqa
@@ -22,18 +20,6 @@ from tasks.vqa.models import VQAHeadConfig, make_head
 from tasks.vqa.train import QUESTION_LEN
 
 
-@pytest.fixture(scope="module")
-def small_vl(tmp_path_factory) -> Path:
-    """A world with 24 V&L images and their RN50 (random init) grid features at vl/grid-rn50.h5."""
-    out = tmp_path_factory.mktemp("vqa") / "world"
-    build_world(out, WorldConfig(houses_seen=2, houses_unseen=1, houses_test=1, paths_per_house=8,
-                                 eval_paths_per_house=4, image_size=32, workers=1, feature_dim=64),
-                vl=VLConfig(vl_max_images=24))
-    torch.manual_seed(0)
-    encoder = load_encoder("RN50")
-    extract_grid(encoder, list_images(out / "vl" / "images"), out / "vl" / "grid-rn50.h5", {"encoder": "RN50"},
-                 quiet=True)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ loaders
@@ -106,12 +92,12 @@ def test_answer_outside_the_label_space(tmp_path):
         labels.check_answer("giraffe", "results.json entry 3")
 
 
-def test_question_whose_image_is_missing(small_vl, tmp_path):
-    vl = small_vl / "vl"
+def test_question_whose_image_is_missing(small_vl_world, tmp_path):
+    vl = small_vl_world / "vl"
     data = json.loads((vl / "vqa" / "val_questions.json").read_text())
     data["questions"][0]["image_id"] = 999999
     questions = _write(tmp_path / "q.json", data)
-    code = vqa_main(["zeroshot", "--data-dir", str(small_vl), "--questions", str(questions), "--max-questions", "2"])
+    code = vqa_main(["zeroshot", "--data-dir", str(small_vl_world), "--questions", str(questions), "--max-questions", "2"])
     assert code == 2
     with GridFeatures(vl / "grid-rn50.h5") as grid, pytest.raises(DataError, match="no grid features for .* 999999"):
         grid.stack(["1", "999999"], "a question of q.json")
@@ -145,8 +131,8 @@ def test_heads_answer_the_real_sample(head, shared_data):
 # ----------------------------------------------------------------------------------------- commands
 
 
-def test_train_resume_eval_and_zeroshot_commands(small_vl, tmp_path, capsys):
-    common = ["--data-dir", str(small_vl), "--head", "mcan", "--layers", "1", "--hidden", "32", "--joint-dim", "32",
+def test_train_resume_eval_and_zeroshot_commands(small_vl_world, tmp_path, capsys):
+    common = ["--data-dir", str(small_vl_world), "--head", "mcan", "--layers", "1", "--hidden", "32", "--joint-dim", "32",
               "--batch-size", "16", "--eval-every", "4", "--quiet"]
     straight = tmp_path / "straight"
     assert vqa_main(["train", *common, "--iters", "8", "--out", str(straight)]) == 0
@@ -165,18 +151,18 @@ def test_train_resume_eval_and_zeroshot_commands(small_vl, tmp_path, capsys):
     assert list((straight / "tb").iterdir())
 
     capsys.readouterr()
-    assert vqa_main(["eval", "--data-dir", str(small_vl), "--checkpoint", str(straight / "best.pt"),
+    assert vqa_main(["eval", "--data-dir", str(small_vl_world), "--checkpoint", str(straight / "best.pt"),
                      "--out", str(tmp_path / "answers.json"), "--json"]) == 0
     from_head = json.loads(capsys.readouterr().out)
-    assert vqa_main(["eval", "--data-dir", str(small_vl), "--results", str(tmp_path / "answers.json"), "--json"]) == 0
+    assert vqa_main(["eval", "--data-dir", str(small_vl_world), "--results", str(tmp_path / "answers.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == from_head
     assert set(from_head["perAnswerType"]) == {"yes/no", "number", "other"}
     # a results file for another split's questions
-    assert vqa_main(["eval", "--data-dir", str(small_vl), "--split", "test", "--results",
+    assert vqa_main(["eval", "--data-dir", str(small_vl_world), "--split", "test", "--results",
                      str(tmp_path / "answers.json")]) == 2
     assert "the annotations do not hold" in capsys.readouterr().err
 
-    assert vqa_main(["zeroshot", "--data-dir", str(small_vl), "--max-questions", "6", "--json"]) == 0
+    assert vqa_main(["zeroshot", "--data-dir", str(small_vl_world), "--max-questions", "6", "--json"]) == 0
     zero = json.loads(capsys.readouterr().out)
     assert zero["count"] == 6 and 0 <= zero["overall"] <= 100
 
@@ -191,3 +177,21 @@ def test_zeroshot_on_the_real_sample(shared_data, tmp_path, capsys):
     assert summary["count"] == 3
     answers = json.loads((tmp_path / "zs.json").read_text())
     assert {a["answer"] for a in answers} <= {"net", "pitcher", "orange", "catcher", "yes", "2"}
+
+
+def test_training_on_gqa_files(small_vl_world, tmp_path):
+    """GQA balanced files train through the same command; without a label space file, the training answers."""
+    vl = small_vl_world / "vl"
+    for split in ("train", "val"):
+        questions = load_vqa(vl / "vqa" / f"{split}_questions.json", vl / "vqa" / f"{split}_annotations.json")
+        _write(tmp_path / f"{split}_balanced_questions.json", {
+            str(q.question_id): {"imageId": q.image_id, "question": q.question, "answer": q.answers[0],
+                                 "types": {"structural": "query"}} for q in questions})
+    out = tmp_path / "gqa"
+    assert vqa_main(["train", "--dataset", "gqa", "--train-questions", str(tmp_path / "train_balanced_questions.json"),
+                     "--val-questions", str(tmp_path / "val_balanced_questions.json"), "--features",
+                     str(vl / "grid-rn50.h5"), "--head", "pythia", "--hidden", "16", "--joint-dim", "16",
+                     "--iters", "2", "--eval-every", "2", "--out", str(out), "--quiet"]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["best"]["val"]["perQuestionType"].keys() == {"query"}
+    assert json.loads((out / "config.json").read_text())["label_space_file"] is None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envs.datadir import data_error, read_json
+from tasks.vl.results import read_results
 
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
 
@@ -84,15 +85,7 @@ def load_results(path: str | os.PathLike, references: dict[str, list[str]], sour
     """Image id -> caption of a COCO-format results file, checked against the references: a results file for
     other images (or one that misses some) is a :class:`DataError` naming the file and an image."""
     path = Path(path)
-    data = read_json(path, "caption results file", "Give a list of {image_id, caption} entries")
-    if not isinstance(data, list):
-        raise data_error(path, "is not a list of results", "Give a list of {image_id, caption} entries")
-    results = {}
-    for k, entry in enumerate(data):
-        if not isinstance(entry, dict) or "image_id" not in entry or not isinstance(entry.get("caption"), str):
-            raise data_error(path, f"entry {k} lacks 'image_id' or a string 'caption': {entry!r}",
-                             "Each entry is {\"image_id\": ID, \"caption\": TEXT}")
-        results[str(entry["image_id"])] = entry["caption"]
+    results = {str(k): v for k, v in read_results(path, "image_id", "caption", "caption results file").items()}
     other = [i for i in results if i not in references]
     if other:
         raise data_error(path, f"entry for image {other[0]} field 'image_id': the references {source} have no such "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +50,8 @@ class CaptionEvalConfig:
     """CLIP variant of the default features"""
     beam: int = 5
     """beam size"""
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    """metrics to compute (BLEU-1..4 METEOR ROUGE-L CIDEr-D SPICE)"""
     out: Path | None = None
     """write the captions here in COCO results format"""
     json: bool = False
@@ -88,7 +90,10 @@ def evaluate(cfg: CaptionEvalConfig) -> dict:
         predictions = {im.image_id: c for im, c in zip(order, captions)}
         if cfg.out is not None:
             write_json(cfg.out, [{"image_id": int(i) if i.isdigit() else i, "caption": c} for i, c in predictions.items()])
-    scores, skipped = coco_scores({i: refs[i] for i in predictions}, predictions, METRICS)
+    unknown = [m for m in cfg.metrics if m not in METRICS]
+    if unknown:
+        raise DataError(f"--metrics: unknown metric {unknown[0]!r}; choose from {' '.join(METRICS)}")
+    scores, skipped = coco_scores({i: refs[i] for i in predictions}, predictions, tuple(cfg.metrics))
     return {"scores": scores, "skipped": skipped, "images": len(predictions)}
 
 

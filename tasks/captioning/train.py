@@ -17,7 +17,6 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -30,14 +29,14 @@ from tasks.captioning.data import CaptionedImage, load_karpathy, split_images
 from tasks.captioning.metrics import CiderD, coco_scores, tokenize
 from tasks.captioning.model import Captioner, CaptionerConfig
 from tasks.tokenize import Vocab
-from tasks.vl.run import Run, batch_indices, default_run_folder, seed_everything
+from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, seed_everything
 from tasks.vl.sources import open_grid_features, vl_dir
 
 EVAL_METRICS = ("BLEU-4", "CIDEr-D")  # during training; tasks.captioning eval reports all of them
 
 
 @dataclass
-class CaptionTrainConfig:
+class CaptionTrainConfig(RunOptions):
     """Options of ``python -m tasks.captioning train``."""
 
     data_dir: Path | None = None
@@ -74,22 +73,8 @@ class CaptionTrainConfig:
     """words seen fewer times in the training captions become <UNK> (Karpathy's threshold)"""
     beam: int = 5
     """beam size of validation decoding"""
-    eval_every: int = 250
-    """iterations between validation runs and checkpoints"""
     eval_images: int = 0
     """validate on the first N validation images only (0: all)"""
-    out: Path | None = None
-    """run folder (default runs/caption-{time})"""
-    resume: bool = False
-    """continue the run in --out from its checkpoint.pt"""
-    seed: int = 0
-    """seed of initialisation, batch order and sampling"""
-    device: str = "cuda" if torch.cuda.is_available() else "cpu"
-    """torch device"""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)"""
-    quiet: bool = False
-    """hide the progress bar"""
 
 
 def caption_words(vocab: Vocab, ids: torch.Tensor) -> list[str]:

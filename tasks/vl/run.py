@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,26 @@ import torch
 
 from envs.atomic import write_json
 from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint
+
+
+@dataclass
+class RunOptions:
+    """Options every V&L training command has (its config dataclass derives from this one)."""
+
+    eval_every: int = 250
+    """iterations between validation runs and checkpoints"""
+    out: Path | None = None
+    """run folder (default runs/{task}-{name}-{time})"""
+    resume: bool = False
+    """continue the run in --out from its checkpoint.pt"""
+    seed: int = 0
+    """seed of initialisation, batch order and sampling"""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """torch device"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+    quiet: bool = False
+    """hide the progress bar"""
 
 
 def default_run_folder(task: str, name: str) -> Path:

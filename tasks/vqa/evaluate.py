@@ -18,8 +18,9 @@ import torch
 from envs.atomic import write_json
 from envs.checkpoint import load_checkpoint
 from envs.cli import parse_config
-from envs.datadir import DataError, data_error, read_json
+from envs.datadir import DataError, data_error
 from tasks.tokenize import Vocab
+from tasks.vl.results import read_results as read_results_file
 from tasks.vl.sources import open_grid_features, vl_dir
 from tasks.vqa.data import LabelSpace, Question
 from tasks.vqa.models import VQAHeadConfig, make_head
@@ -59,15 +60,7 @@ class VQAEvalConfig:
 def read_results(path: Path, questions: list[Question]) -> list[str]:
     """The answers of a results file in the order of ``questions``; a results file for other questions, or a
     malformed entry, is a :class:`DataError` naming the file and the entry."""
-    data = read_json(path, "VQA results file", "Give a list of {question_id, answer} entries")
-    if not isinstance(data, list):
-        raise data_error(path, "is not a list of results", "Give a list of {question_id, answer} entries")
-    answers = {}
-    for k, entry in enumerate(data):
-        if not isinstance(entry, dict) or "question_id" not in entry or not isinstance(entry.get("answer"), str):
-            raise data_error(path, f"entry {k} lacks a question_id or a string 'answer': {entry!r}",
-                             "Each entry is {\"question_id\": ID, \"answer\": TEXT}")
-        answers[entry["question_id"]] = entry["answer"]
+    answers = read_results_file(path, "question_id", "answer", "VQA results file")
     known = {q.question_id for q in questions}
     extra = [qid for qid in answers if qid not in known]
     if extra:

@@ -28,7 +28,7 @@ from envs.atomic import write_json
 from envs.cli import parse_config
 from envs.datadir import DataError
 from tasks.tokenize import Vocab
-from tasks.vl.run import Run, batch_indices, default_run_folder, seed_everything
+from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, seed_everything
 from tasks.vl.sources import open_grid_features, vl_dir
 from tasks.vqa.accuracy import summarize, vqa_accuracy
 from tasks.vqa.data import LabelSpace, Question, load_gqa, load_vqa
@@ -39,7 +39,7 @@ DEFAULT_LR = {"pythia": 1e-3, "mcan": 1e-4}
 
 
 @dataclass
-class VQATrainConfig:
+class VQATrainConfig(RunOptions):
     """Options of ``python -m tasks.vqa train``."""
 
     head: Literal["pythia", "mcan"] = "mcan"
@@ -57,8 +57,8 @@ class VQATrainConfig:
     val_annotations: Path | None = None
     """validation annotations, VQA only (default: DATA/vl/vqa/val_annotations.json)"""
     label_space: Path | None = None
-    """answer label space, trainval_ans2label.json or trainval_label2ans.json (default: DATA/vl/vqa/'s; for VQA v2,
-    CLIP-ViL's 3,129 answers)"""
+    """answer label space, trainval_ans2label.json or trainval_label2ans.json (default: DATA/vl/vqa/'s; with
+    explicit files and none given, the training questions' majority answers; for VQA v2, CLIP-ViL's 3,129)"""
     features: Path | None = None
     """grid feature file of the images (features.extract --grid); default DATA/vl/grid-{encoder}.h5, extracted
     on first use"""
@@ -74,8 +74,6 @@ class VQATrainConfig:
     """questions per batch"""
     lr: float | None = None
     """Adam learning rate (default: 1e-3 for pythia, 1e-4 for mcan)"""
-    eval_every: int = 250
-    """iterations between validation runs and checkpoints"""
     hidden: int = 512
     """question LSTM size (MCAN's model size d)"""
     joint_dim: int = 1024
@@ -85,18 +83,6 @@ class VQATrainConfig:
     unknown_answers: Literal["drop", "error"] = "drop"
     """questions whose human answers are all outside the label space: drop them from training (LXMERT's
     choice) or stop with an error"""
-    out: Path | None = None
-    """run folder (default runs/vqa-{head}-{time})"""
-    resume: bool = False
-    """continue the run in --out from its checkpoint.pt"""
-    seed: int = 0
-    """seed of initialisation and batch order"""
-    device: str = "cuda" if torch.cuda.is_available() else "cpu"
-    """torch device"""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)"""
-    quiet: bool = False
-    """hide the progress bar"""
 
 
 @dataclass
@@ -159,8 +145,8 @@ def majority_baseline(train: list[Question], val: list[Question]) -> dict:
 
 def _paths(cfg: VQATrainConfig) -> tuple[dict[str, Path | None], Path | None]:
     """The files of the run: explicit options, else the data directory's vl/vqa/ ones."""
-    explicit = cfg.train_questions is not None and cfg.val_questions is not None
-    vl = None if explicit and cfg.features is not None and cfg.label_space is not None else vl_dir(cfg.data_dir)
+    explicit = cfg.train_questions is not None and cfg.val_questions is not None and cfg.features is not None
+    vl = None if explicit else vl_dir(cfg.data_dir)  # without a label space: the training answers
     base = vl / "vqa" if vl is not None else None
     given = {"train_questions": cfg.train_questions, "train_annotations": cfg.train_annotations,
              "val_questions": cfg.val_questions, "val_annotations": cfg.val_annotations,
@@ -199,7 +185,8 @@ def train(cfg: VQATrainConfig) -> Run:
     out = Path(cfg.out) if cfg.out else default_run_folder("vqa", cfg.head + ("-blind" if cfg.blind else ""))
     baseline = majority_baseline(train_q, val_q)
     run = Run(out, cfg, cfg.resume, {"features_file": str(grid.path), "features_attrs": grid.attrs,
-                                     "label_space_file": str(paths["label_space"]), "answers": len(labels)})
+                                     "label_space_file": str(paths["label_space"] or "") or None,
+                                     "answers": len(labels)})
     iteration = 0
     if cfg.resume:
         state = run.restore()
