@@ -115,7 +115,12 @@ class Encoder:
     @torch.inference_mode()
     def encode(self, images: Images) -> tuple[torch.Tensor, torch.Tensor]:
         """Both outputs of one forward pass: ``(pooled [B, E], grid [B, C, h, w])``, float32."""
-        x = self.preprocess(images)  # [B, 3, S, S]
+        pooled, grid = self.forward(self.preprocess(images))
+        return pooled.float(), grid.float()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pooled [B, E], grid [B, C, h, w])`` of preprocessed images ``x [B, 3, S, S]``, with gradients
+        (training through the encoder); :meth:`encode` is the inference path."""
         visual = self.visual
         if self.is_vit:
             pooled, tokens = visual(x)  # output_tokens is set: [B, E], [B, h*w, C]
@@ -124,7 +129,7 @@ class Encoder:
         else:
             grid = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(x)))))  # [B, C, h, w]
             pooled = visual.attnpool(grid)  # [B, E]
-        return pooled.float(), grid.float()
+        return pooled, grid
 
     def pooled(self, images: Images) -> torch.Tensor:
         """CLIP's image embedding ``[B, E]`` (unnormalised ``encode_image``)."""

@@ -52,6 +52,11 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return images
 
 
+def image_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """Image id -> file of every image in ``folder`` (ids as :func:`image_key` reads them)."""
+    return {image_key(p): p for p in list_images(folder)}
+
+
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """An image file as uint8 RGB ``[3, H, W]``; an unreadable file is a :class:`DataError` naming it."""
     from PIL import Image, UnidentifiedImageError

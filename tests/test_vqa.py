@@ -195,3 +195,20 @@ def test_training_on_gqa_files(small_vl_world, tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["best"]["val"]["perQuestionType"].keys() == {"query"}
     assert json.loads((out / "config.json").read_text())["label_space_file"] is None
+
+
+def test_training_end_to_end_through_the_encoder(small_vl_world, tmp_path, capsys):
+    """--finetune-encoder: the head trains through RN50's tower on the images; the tower's weights change and
+    the evaluation rebuilds the same model from the checkpoint."""
+    out = tmp_path / "e2e"
+    assert vqa_main(["train", "--data-dir", str(small_vl_world), "--finetune-encoder", "--head", "pythia", "--hidden",
+                     "16", "--joint-dim", "16", "--iters", "2", "--eval-every", "2", "--batch-size", "4",
+                     "--encoder-lr", "1e-3", "--out", str(out), "--quiet"]) == 0
+    state = torch.load(out / "best.pt", weights_only=True)
+    assert state["end_to_end"] == "RN50"
+    torch.manual_seed(0)
+    fresh = load_encoder("RN50").visual.state_dict()
+    assert not torch.equal(state["model"]["visual.layer4.0.conv1.weight"], fresh["layer4.0.conv1.weight"])
+    capsys.readouterr()
+    assert vqa_main(["eval", "--data-dir", str(small_vl_world), "--checkpoint", str(out / "best.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((out / "scores.json").read_text())["best"]["val"]

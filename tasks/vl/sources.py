@@ -11,8 +11,8 @@ import torch
 
 from envs.datadir import data_error
 from envs.world.builtin import resolve_data_dir
-from features.encoders import ENCODERS, load_encoder
-from features.grid import GridFeatures, extract_grid, list_images
+from features.encoders import ENCODERS, Encoder, load_encoder
+from features.grid import GridFeatures, extract_grid, grid_shape, image_files, list_images, read_image
 
 
 def vl_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -52,3 +52,25 @@ def open_grid_features(path: str | os.PathLike | None, vl: Path | None, encoder:
                                            "image_size": enc.image_size, "source": str(vl / "images")},
                      quiet=quiet)
     return GridFeatures(target)
+
+
+class ImageStore:
+    """Images served in the place of grid features, for training through the encoder (end to end):
+    :meth:`stack` gives the images preprocessed for ``encoder`` (``[N, 3, S, S]`` float16, in memory), and
+    ``dim`` / ``cells`` are the encoder's grid channels and cells, as :class:`features.grid.GridFeatures` has."""
+
+    def __init__(self, folder: str | os.PathLike, encoder: Encoder) -> None:
+        self.path = Path(folder)
+        self.files = image_files(self.path)
+        self.encoder = encoder
+        h, w = grid_shape(encoder)
+        self.dim, self.cells = encoder.grid_dim, h * w
+        self.attrs = {"encoder": encoder.name, "weights": encoder.weights, "end_to_end": 1}
+
+    def stack(self, image_ids: list, what: str = "an image") -> torch.Tensor:
+        missing = [i for i in image_ids if str(i) not in self.files]
+        if missing:
+            raise data_error(self.path, f"has no image with id {missing[0]} for {what} ({len(missing)} missing in all)",
+                             "Pass --images the folder holding every question's image")
+        with torch.inference_mode():
+            return torch.cat([self.encoder.preprocess(read_image(self.files[str(i)])) for i in image_ids]).half()

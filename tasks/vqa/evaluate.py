@@ -21,9 +21,10 @@ from envs.cli import parse_config
 from envs.datadir import DataError, data_error
 from tasks.tokenize import Vocab
 from tasks.vl.results import read_results as read_results_file
-from tasks.vl.sources import open_grid_features, vl_dir
+from features.encoders import load_encoder
+from tasks.vl.sources import ImageStore, open_grid_features, vl_dir
 from tasks.vqa.data import LabelSpace, Question
-from tasks.vqa.models import VQAHeadConfig, make_head
+from tasks.vqa.models import EndToEnd, VQAHeadConfig, make_head
 from tasks.vqa.train import load_questions, make_split, predict, score
 
 
@@ -49,6 +50,8 @@ class VQAEvalConfig:
     """grid features of the images (default DATA/vl/grid-{encoder}.h5, extracted on first use)"""
     encoder: str = "RN50"
     """CLIP variant of the default features"""
+    images: Path | None = None
+    """image folder of a head trained end to end (--finetune-encoder; default DATA/vl/images)"""
     out: Path | None = None
     """write the head's answers here as a results file"""
     json: bool = False
@@ -91,12 +94,17 @@ def evaluate(cfg: VQAEvalConfig) -> dict:
     if cfg.results is not None:
         return score(items, read_results(cfg.results, items))
     state = load_checkpoint(cfg.checkpoint, map_location=cfg.device)
-    model = make_head(VQAHeadConfig(**state["head"])).to(cfg.device)
+    model = make_head(VQAHeadConfig(**state["head"]))
+    if vl is None and (cfg.features is None or state.get("end_to_end")):
+        vl = vl_dir(cfg.data_dir) if cfg.images is None else None
+    if state.get("end_to_end"):  # trained through the image tower: its weights are in the checkpoint
+        encoder = load_encoder(state["end_to_end"], None, cfg.device)
+        model, grid = EndToEnd(encoder, model), ImageStore(cfg.images or vl / "images", encoder)
+    else:
+        grid = open_grid_features(cfg.features, vl, cfg.encoder)
+    model = model.to(cfg.device)
     model.load_state_dict(state["model"])
     labels, vocab = LabelSpace(state["answers"]), Vocab(state["vocab"])
-    if vl is None and cfg.features is None:
-        vl = vl_dir(cfg.data_dir)
-    grid = open_grid_features(cfg.features, vl, cfg.encoder)
     split = make_split(items, vocab, labels, grid, state.get("blind", False), str(annotations or questions))
     answers = predict(model, split, labels, torch.device(cfg.device))
     if cfg.out is not None:

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from features.encoders import Encoder
+
 
 @dataclass
 class VQAHeadConfig:
@@ -161,3 +163,26 @@ def make_head(cfg: VQAHeadConfig) -> nn.Module:
     if cfg.head not in heads:
         raise ValueError(f"unknown VQA head {cfg.head!r}; choose pythia or mcan")
     return heads[cfg.head](cfg)
+
+
+class EndToEnd(nn.Module):
+    """A head trained through the CLIP image tower: preprocessed images ``[B, 3, S, S]`` -> grid -> head.
+
+    The tower's BatchNorm statistics stay frozen (the tower is kept in eval mode while the rest trains), as
+    fine-tuning a detector-style backbone with small batches does; its weights do train.
+    """
+
+    def __init__(self, encoder: Encoder, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.visual = encoder.visual  # registered, so its weights are the model's
+        self.head = head
+
+    def train(self, mode: bool = True) -> EndToEnd:
+        super().train(mode)
+        self.visual.eval()
+        return self
+
+    def forward(self, images: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        grid = self.encoder.forward(images.to(self.encoder.dtype))[1]  # [B, C, h, w]
+        return self.head(grid.flatten(2).transpose(1, 2).float(), words)  # [B, A]

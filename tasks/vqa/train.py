@@ -29,10 +29,11 @@ from envs.cli import parse_config
 from envs.datadir import DataError
 from tasks.tokenize import Vocab
 from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, seed_everything
-from tasks.vl.sources import open_grid_features, vl_dir
+from features.encoders import load_encoder
+from tasks.vl.sources import ImageStore, open_grid_features, vl_dir
 from tasks.vqa.accuracy import summarize, vqa_accuracy
 from tasks.vqa.data import LabelSpace, Question, load_gqa, load_vqa
-from tasks.vqa.models import VQAHeadConfig, make_head
+from tasks.vqa.models import EndToEnd, VQAHeadConfig, make_head
 
 QUESTION_LEN = 20  # <BOS> + up to 18 words + <EOS>, as MCAN's 14-token cut plus room for longer GQA questions
 DEFAULT_LR = {"pythia": 1e-3, "mcan": 1e-4}
@@ -68,6 +69,13 @@ class VQATrainConfig(RunOptions):
     """weights of --encoder for a first extraction (open_clip tag or file; default random init)"""
     blind: bool = False
     """zero the image features: the question-only baseline"""
+    finetune_encoder: bool = False
+    """train end to end through the CLIP image tower (--encoder, --weights) on the images of --images instead of
+    reading stored grid features"""
+    images: Path | None = None
+    """with --finetune-encoder: the image folder (default DATA/vl/images)"""
+    encoder_lr: float = 1e-5
+    """with --finetune-encoder: Adam learning rate of the image tower"""
     iters: int = 2000
     """training iterations (batches)"""
     batch_size: int = 64
@@ -170,16 +178,28 @@ def train(cfg: VQATrainConfig) -> Run:
     val_q = load_questions(cfg.dataset, paths["val_questions"], paths["val_annotations"])
     labels = LabelSpace.load(paths["label_space"]) if paths["label_space"] else LabelSpace.from_questions(train_q)
     vocab = Vocab.build((q.question for q in train_q), min_count=1)
-    grid = open_grid_features(cfg.features, vl, cfg.encoder, cfg.weights, quiet=cfg.quiet)
+    encoder = None
+    if cfg.finetune_encoder:
+        if cfg.blind:
+            raise DataError("--finetune-encoder and --blind contradict each other (a blind head sees no image)")
+        torch.manual_seed(cfg.seed)
+        encoder = load_encoder(cfg.encoder, cfg.weights, device)
+        grid = ImageStore(cfg.images or vl_dir(cfg.data_dir) / "images", encoder)
+    else:
+        grid = open_grid_features(cfg.features, vl, cfg.encoder, cfg.weights, quiet=cfg.quiet)
     source = str(paths["train_annotations"] or paths["train_questions"])
     train_split = make_split(train_q, vocab, labels, grid, cfg.blind, source, cfg.unknown_answers)
     val_split = make_split(val_q, vocab, labels, grid, cfg.blind, str(paths["val_annotations"] or paths["val_questions"]))
     keep = train_split.targets.sum(1) > 0  # questions with an answer in the label space
     head_cfg = VQAHeadConfig(head=cfg.head, vocab_size=len(vocab), num_answers=len(labels), feature_dim=grid.dim,
                              hidden=cfg.hidden, joint_dim=cfg.joint_dim, layers=cfg.layers, pad_id=vocab.pad_id)
-    model = make_head(head_cfg).to(device)
+    head = make_head(head_cfg)
+    model = (head if encoder is None else EndToEnd(encoder, head)).to(device)
     lr = cfg.lr or DEFAULT_LR[cfg.head]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    groups = [{"params": head.parameters(), "lr": lr}]
+    if encoder is not None:
+        groups.append({"params": encoder.visual.parameters(), "lr": cfg.encoder_lr})
+    optimizer = torch.optim.Adam(groups)
     warmup = max(1, cfg.iters // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup))
     out = Path(cfg.out) if cfg.out else default_run_folder("vqa", cfg.head + ("-blind" if cfg.blind else ""))
@@ -204,6 +224,7 @@ def train(cfg: VQATrainConfig) -> Run:
     def checkpoint_state() -> dict:
         return {"model": model.state_dict(), "head": dataclasses.asdict(head_cfg), "vocab": vocab.words,
                 "answers": labels.answers, "iteration": iteration, "blind": cfg.blind,
+                "end_to_end": "" if encoder is None else encoder.name,
                 "features_attrs": {k: v for k, v in grid.attrs.items() if isinstance(v, (str, int, float))}}
 
     from tqdm import tqdm

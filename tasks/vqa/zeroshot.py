@@ -19,7 +19,7 @@ from envs.atomic import write_json
 from envs.cli import parse_config
 from envs.datadir import DataError, data_error
 from features.encoders import ENCODERS, load_clip
-from features.grid import image_key, list_images, read_image
+from features.grid import image_files, read_image
 from tasks.vl.sources import vl_dir
 from tasks.vqa.data import LabelSpace, load_vqa
 from tasks.vqa.evaluate import format_summary
@@ -58,11 +58,6 @@ class ZeroShotConfig:
     """print the scores as JSON"""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """torch device"""
-
-
-def image_files(folder: Path) -> dict[str, Path]:
-    """Image id -> file of every image in ``folder`` (ids as :func:`features.grid.image_key` reads them)."""
-    return {image_key(p): p for p in list_images(folder)}
 
 
 @torch.inference_mode()
