@@ -212,3 +212,13 @@ def test_training_end_to_end_through_the_encoder(small_vl_world, tmp_path, capsy
     capsys.readouterr()
     assert vqa_main(["eval", "--data-dir", str(small_vl_world), "--checkpoint", str(out / "best.pt"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads((out / "scores.json").read_text())["best"]["val"]
+
+
+def test_question_only_head_needs_no_features(small_vl_world, tmp_path, capsys):
+    out = tmp_path / "q"
+    assert vqa_main(["train", "--data-dir", str(small_vl_world), "--head", "question-only", "--features",
+                     str(tmp_path / "absent.h5"), "--hidden", "16", "--joint-dim", "16", "--iters", "2",
+                     "--eval-every", "2", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert vqa_main(["eval", "--data-dir", str(small_vl_world), "--checkpoint", str(out / "best.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] > 0

@@ -97,15 +97,16 @@ def evaluate(cfg: VQAEvalConfig) -> dict:
     model = make_head(VQAHeadConfig(**state["head"]))
     if vl is None and (cfg.features is None or state.get("end_to_end")):
         vl = vl_dir(cfg.data_dir) if cfg.images is None else None
+    grid = None  # the question-only head reads no image
     if state.get("end_to_end"):  # trained through the image tower: its weights are in the checkpoint
         encoder = load_encoder(state["end_to_end"], None, cfg.device)
         model, grid = EndToEnd(encoder, model), ImageStore(cfg.images or vl / "images", encoder)
-    else:
+    elif state["head"]["head"] != "question-only":
         grid = open_grid_features(cfg.features, vl, cfg.encoder)
     model = model.to(cfg.device)
     model.load_state_dict(state["model"])
     labels, vocab = LabelSpace(state["answers"]), Vocab(state["vocab"])
-    split = make_split(items, vocab, labels, grid, state.get("blind", False), str(annotations or questions))
+    split = make_split(items, vocab, labels, grid, str(annotations or questions))
     answers = predict(model, split, labels, torch.device(cfg.device))
     if cfg.out is not None:
         write_json(cfg.out, [{"question_id": q.question_id, "answer": a} for q, a in zip(items, answers)])

@@ -1,5 +1,5 @@
 """VQA heads over CLIP grid features: a Pythia-style top-down attention head and an MCAN-style co-attention
-transformer (the two heads of the CLIP-ViL paper's Table 1).
+transformer (the two heads of the CLIP-ViL paper's Table 1), and the question-only baseline.
 
 Both read grid features ``[B, N, C]`` (N = h * w cells) and a question ``[B, L]`` of word ids, and return
 answer logits ``[B, A]`` trained with binary cross-entropy on soft scores. Deviations from the references,
@@ -28,7 +28,7 @@ from features.encoders import Encoder
 class VQAHeadConfig:
     """Architecture of a VQA head."""
 
-    head: str = "mcan"  # "pythia" or "mcan"
+    head: str = "mcan"  # "pythia", "mcan" or "question-only" (the baseline)
     vocab_size: int = 100
     num_answers: int = 3129
     feature_dim: int = 2048  # C of the grid features (2048 RN50/RN101, 2560 RN50x4, 768 ViT-B)
@@ -157,12 +157,31 @@ class MCANHead(nn.Module):
         return self.classifier(fused)  # [B, A]
 
 
+class QuestionOnlyHead(nn.Module):
+    """The question-only baseline ("LSTM Q" of Antol et al. 2015 / Goyal et al. 2017): the question's LSTM state
+    through an MLP. It takes the grid argument like the other heads and ignores it.
+
+    (Zeroing a head's image features is no fair baseline: Pythia's element-wise product of image and question
+    terms then scales the question's gradient down to the size of a bias, and it barely learns.)"""
+
+    def __init__(self, cfg: VQAHeadConfig) -> None:
+        super().__init__()
+        self.question = QuestionEncoder(cfg)
+        self.classifier = nn.Sequential(nn.Linear(cfg.hidden, cfg.joint_dim), nn.ReLU(), nn.Dropout(cfg.dropout),
+                                        nn.Linear(cfg.joint_dim, cfg.num_answers))
+
+    def forward(self, grid: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.question(words)[1])  # [B, A]
+
+
+HEADS = {"pythia": PythiaHead, "mcan": MCANHead, "question-only": QuestionOnlyHead}
+
+
 def make_head(cfg: VQAHeadConfig) -> nn.Module:
     """The head named by ``cfg.head``."""
-    heads = {"pythia": PythiaHead, "mcan": MCANHead}
-    if cfg.head not in heads:
-        raise ValueError(f"unknown VQA head {cfg.head!r}; choose pythia or mcan")
-    return heads[cfg.head](cfg)
+    if cfg.head not in HEADS:
+        raise ValueError(f"unknown VQA head {cfg.head!r}; choose one of {', '.join(HEADS)}")
+    return HEADS[cfg.head](cfg)
 
 
 class EndToEnd(nn.Module):

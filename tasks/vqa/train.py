@@ -8,7 +8,7 @@ in ``--out`` (see :mod:`tasks.vl.run`): ``config.json``, ``checkpoint.pt`` (``--
 ``results/val.json`` (``{question_id, answer}`` per question, the official results format), ``scores.json``
 (with the majority-answer baseline) and TensorBoard logs.
 
-``--blind`` zeroes the image features: the question-only baseline, trained by the same code.
+``--head question-only`` trains the question-only baseline (no image) with the same code.
 """
 
 from __future__ import annotations
@@ -36,15 +36,16 @@ from tasks.vqa.data import LabelSpace, Question, load_gqa, load_vqa
 from tasks.vqa.models import EndToEnd, VQAHeadConfig, make_head
 
 QUESTION_LEN = 20  # <BOS> + up to 18 words + <EOS>, as MCAN's 14-token cut plus room for longer GQA questions
-DEFAULT_LR = {"pythia": 1e-3, "mcan": 1e-4}
+DEFAULT_LR = {"pythia": 1e-3, "mcan": 1e-4, "question-only": 1e-3}
 
 
 @dataclass
 class VQATrainConfig(RunOptions):
     """Options of ``python -m tasks.vqa train``."""
 
-    head: Literal["pythia", "mcan"] = "mcan"
-    """the VQA head: pythia (top-down attention) or mcan (co-attention transformer)"""
+    head: Literal["pythia", "mcan", "question-only"] = "mcan"
+    """the VQA head: pythia (top-down attention), mcan (co-attention transformer) or question-only (the
+    baseline that sees no image)"""
     data_dir: Path | None = None
     """data directory whose vl/ folder holds the VQA files (default: the built-in world)"""
     dataset: Literal["vqa", "gqa"] = "vqa"
@@ -67,8 +68,6 @@ class VQATrainConfig(RunOptions):
     """CLIP variant whose grid features are used when --features is not given"""
     weights: str | None = None
     """weights of --encoder for a first extraction (open_clip tag or file; default random init)"""
-    blind: bool = False
-    """zero the image features: the question-only baseline"""
     finetune_encoder: bool = False
     """train end to end through the CLIP image tower (--encoder, --weights) on the images of --images instead of
     reading stored grid features"""
@@ -81,7 +80,7 @@ class VQATrainConfig(RunOptions):
     batch_size: int = 64
     """questions per batch"""
     lr: float | None = None
-    """Adam learning rate (default: 1e-3 for pythia, 1e-4 for mcan)"""
+    """Adam learning rate (default: 1e-3 for pythia and question-only, 1e-4 for mcan)"""
     hidden: int = 512
     """question LSTM size (MCAN's model size d)"""
     joint_dim: int = 1024
@@ -110,13 +109,15 @@ def load_questions(dataset: str, questions: Path, annotations: Path | None) -> l
     return load_gqa(questions) if dataset == "gqa" else load_vqa(questions, annotations)
 
 
-def make_split(questions: list[Question], vocab: Vocab, labels: LabelSpace, grid, blind: bool, source: str,
+def make_split(questions: list[Question], vocab: Vocab, labels: LabelSpace, grid, source: str,
                unknown: str = "drop") -> VQASplit:
-    """Encode questions, gather their images' grid features (missing ones are a :class:`DataError`), targets."""
+    """Encode questions, gather their images' grid features (missing ones are a :class:`DataError`; none for the
+    question-only head, ``grid`` None), targets."""
     images = list(dict.fromkeys(q.image_id for q in questions))
-    features = grid.stack(images, what=f"a question of {source}")  # [I, N, C]
-    if blind:
-        features = torch.zeros_like(features[:1]).expand(len(images), -1, -1)
+    if grid is None:
+        features = torch.zeros(1, 1, 1, dtype=torch.float16).expand(len(images), -1, -1)
+    else:
+        features = grid.stack(images, what=f"a question of {source}")  # [I, N, C]
     row_of = {image: i for i, image in enumerate(images)}
     words = torch.from_numpy(np.stack([vocab.encode(q.question, QUESTION_LEN) for q in questions]))
     targets, _ = labels.targets(questions, unknown, source)
@@ -178,20 +179,21 @@ def train(cfg: VQATrainConfig) -> Run:
     val_q = load_questions(cfg.dataset, paths["val_questions"], paths["val_annotations"])
     labels = LabelSpace.load(paths["label_space"]) if paths["label_space"] else LabelSpace.from_questions(train_q)
     vocab = Vocab.build((q.question for q in train_q), min_count=1)
-    encoder = None
+    encoder, grid = None, None
     if cfg.finetune_encoder:
-        if cfg.blind:
-            raise DataError("--finetune-encoder and --blind contradict each other (a blind head sees no image)")
+        if cfg.head == "question-only":
+            raise DataError("--finetune-encoder with --head question-only: that head sees no image")
         torch.manual_seed(cfg.seed)
         encoder = load_encoder(cfg.encoder, cfg.weights, device)
         grid = ImageStore(cfg.images or vl_dir(cfg.data_dir) / "images", encoder)
-    else:
+    elif cfg.head != "question-only":
         grid = open_grid_features(cfg.features, vl, cfg.encoder, cfg.weights, quiet=cfg.quiet)
     source = str(paths["train_annotations"] or paths["train_questions"])
-    train_split = make_split(train_q, vocab, labels, grid, cfg.blind, source, cfg.unknown_answers)
-    val_split = make_split(val_q, vocab, labels, grid, cfg.blind, str(paths["val_annotations"] or paths["val_questions"]))
+    train_split = make_split(train_q, vocab, labels, grid, source, cfg.unknown_answers)
+    val_split = make_split(val_q, vocab, labels, grid, str(paths["val_annotations"] or paths["val_questions"]))
     keep = train_split.targets.sum(1) > 0  # questions with an answer in the label space
-    head_cfg = VQAHeadConfig(head=cfg.head, vocab_size=len(vocab), num_answers=len(labels), feature_dim=grid.dim,
+    head_cfg = VQAHeadConfig(head=cfg.head, vocab_size=len(vocab), num_answers=len(labels),
+                             feature_dim=grid.dim if grid is not None else 1,
                              hidden=cfg.hidden, joint_dim=cfg.joint_dim, layers=cfg.layers, pad_id=vocab.pad_id)
     head = make_head(head_cfg)
     model = (head if encoder is None else EndToEnd(encoder, head)).to(device)
@@ -202,9 +204,10 @@ def train(cfg: VQATrainConfig) -> Run:
     optimizer = torch.optim.Adam(groups)
     warmup = max(1, cfg.iters // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup))
-    out = Path(cfg.out) if cfg.out else default_run_folder("vqa", cfg.head + ("-blind" if cfg.blind else ""))
+    out = Path(cfg.out) if cfg.out else default_run_folder("vqa", cfg.head)
     baseline = majority_baseline(train_q, val_q)
-    run = Run(out, cfg, cfg.resume, {"features_file": str(grid.path), "features_attrs": grid.attrs,
+    run = Run(out, cfg, cfg.resume, {"features_file": str(grid.path) if grid else None,
+                                     "features_attrs": grid.attrs if grid else {},
                                      "label_space_file": str(paths["label_space"] or "") or None,
                                      "answers": len(labels)})
     iteration = 0
@@ -216,16 +219,17 @@ def train(cfg: VQATrainConfig) -> Run:
         iteration = state["iteration"]
     usable = keep.nonzero().flatten()
     if not cfg.quiet:
-        print(f"training the {cfg.head} head{' (blind)' if cfg.blind else ''} on {len(usable)} questions "
+        print(f"training the {cfg.head} head on {len(usable)} questions "
               f"({len(train_q) - len(usable)} without an answer in the {len(labels)}-answer label space), "
-              f"{len(val_q)} validation questions, {grid.dim}-d x {grid.cells} grid features; outputs in {run.out}",
+              f"{len(val_q)} validation questions; outputs in {run.out}",
               flush=True)
 
     def checkpoint_state() -> dict:
         return {"model": model.state_dict(), "head": dataclasses.asdict(head_cfg), "vocab": vocab.words,
-                "answers": labels.answers, "iteration": iteration, "blind": cfg.blind,
+                "answers": labels.answers, "iteration": iteration,
                 "end_to_end": "" if encoder is None else encoder.name,
-                "features_attrs": {k: v for k, v in grid.attrs.items() if isinstance(v, (str, int, float))}}
+                "features_attrs": {k: v for k, v in (grid.attrs if grid else {}).items()
+                                   if isinstance(v, (str, int, float))}}
 
     from tqdm import tqdm
 
