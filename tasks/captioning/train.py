@@ -29,7 +29,7 @@ from tasks.captioning.data import CaptionedImage, load_karpathy, split_images
 from tasks.captioning.metrics import CiderD, coco_scores, tokenize
 from tasks.captioning.model import Captioner, CaptionerConfig
 from tasks.tokenize import Vocab
-from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, seed_everything
+from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, optimizer_step, seed_everything
 from tasks.vl.sources import open_grid_features, vl_dir
 
 EVAL_METRICS = ("BLEU-4", "CIDEr-D")  # during training; tasks.captioning eval reports all of them
@@ -194,11 +194,7 @@ def train(cfg: CaptionTrainConfig) -> Run:
             baseline = (rewards.sum(1, keepdim=True) - rewards) / max(k - 1, 1)  # mean of the other samples
             loss = -((rewards - baseline).reshape(-1) * logp).mean()
             stats = {"scst": loss.item(), "reward": rewards.mean().item()}
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, model.parameters(), 1.0)
         iteration += 1
         bar.update(1)
         run.scalars("losses", stats, iteration)

@@ -89,6 +89,16 @@ class Run:
         self.writer.close()
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters, max_norm: float) -> None:
+    """One update: gradients of ``loss``, their norm clipped to ``max_norm``, the optimiser's and the learning-rate
+    scheduler's step."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    optimizer.step()
+    scheduler.step()
+
+
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled order of an epoch, a pure function of (seed, epoch): a resumed run replays it."""
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))

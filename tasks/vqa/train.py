@@ -28,7 +28,7 @@ from envs.atomic import write_json
 from envs.cli import parse_config
 from envs.datadir import DataError
 from tasks.tokenize import Vocab
-from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, seed_everything
+from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, optimizer_step, seed_everything
 from features.encoders import load_encoder
 from tasks.vl.sources import ImageStore, open_grid_features, vl_dir
 from tasks.vqa.accuracy import summarize, vqa_accuracy
@@ -240,11 +240,7 @@ def train(cfg: VQATrainConfig) -> Run:
         logits = model(train_split.features[train_split.rows[idx]].to(device), train_split.words[idx].to(device))
         target = train_split.targets[idx].to(device)
         loss = F.binary_cross_entropy_with_logits(logits, target) * target.shape[1]  # bottom-up's scaling
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, model.parameters(), 10.0)
         iteration += 1
         bar.update(1)
         run.scalars("losses", {"bce": loss.item(), "lr": scheduler.get_last_lr()[0]}, iteration)
