@@ -359,9 +359,25 @@ class Clip:
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """CLIP's text embedding ``[T, E]`` (unnormalised ``encode_text``), float32."""
-        tokens = self.tokenizer(list(texts)).to(self.encoder.device)
-        return self.model.encode_text(tokens).float()
+        """CLIP's text embedding ``[T, E]`` (unnormalised ``encode_text``), float32.
+
+        The text transformer is causal and pools at the end-of-text token, so the padding after the longest
+        text of the batch cannot change the result: the batch runs on its real length instead of open_clip's
+        77 tokens (prompts of 15-20 tokens run about four times faster on a CPU; a test checks the outputs
+        equal ``model.encode_text``'s).
+        """
+        from open_clip.transformer import text_global_pool
+
+        m = self.model
+        tokens = self.tokenizer(list(texts)).to(self.encoder.device)  # [T, 77], 0-padded after <eot>
+        length = int((tokens != 0).sum(1).max())
+        tokens = tokens[:, :length]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast) + m.positional_embedding[:length].to(cast)  # [T, L, W]
+        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:length, :length]))
+        x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        return x.float()
 
 
 def load_clip(name: str, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",

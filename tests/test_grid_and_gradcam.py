@@ -67,3 +67,15 @@ def test_gradcam_saves_a_map_per_variant(shared_data, tmp_path, capsys):
         assert strip.size == (448, 224)
     assert gradcam_main(["--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path)]) == 2
     assert "image not found" in capsys.readouterr().err
+
+
+def test_text_embeddings_equal_open_clips():
+    """load_clip's encode_text runs the causal text tower on the batch's real length: same as open_clip's."""
+    from features.encoders import load_clip
+
+    torch.manual_seed(0)
+    clip = load_clip("RN50")
+    texts = ["question: What color is the sofa? answer: red", "a photo", "question: How many? answer: 2"]
+    with torch.inference_mode():
+        full = clip.model.encode_text(clip.tokenizer(texts)).float()
+    assert torch.allclose(clip.encode_text(texts), full, atol=1e-4 * full.abs().max().item())
