@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from agents.checkpoint import load_checkpoint
+from envs.checkpoint import load_checkpoint
 from agents.follower import Follower, FollowerConfig
 from agents.rollout import evaluate_follower
 from envs.cli import parse_config

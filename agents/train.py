@@ -29,13 +29,13 @@ import torch
 
 from agents import distributed
 from agents.augment import augmentation_episodes
-from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.follower import Follower, FollowerConfig, make_follower_optimizers
 from agents.rollout import (IterationConfig, RolloutRandom, backtranslation_iteration, evaluate_follower,
                             evaluate_speaker, train_follower_iteration, train_speaker_iteration)
 from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers
 from agents.train_config import TrainConfig, default_out, parse_config
 from envs.atomic import write_json
+from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint
 from envs.datadir import DataError
 from envs.gym.vector_env import EpisodeSampler, VLNVectorEnv
 from envs.world.builtin import resolve_data_dir
@@ -293,17 +293,8 @@ def _short(record: dict) -> str:
 
 def prepare_out(cfg: TrainConfig, per_language: bool = False) -> Path:
     """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one."""
-    out = Path(cfg.out) if cfg.out else default_out(cfg)
-    saved = out / "config.json"
-    if cfg.resume:
-        if not (saved if per_language else out / "checkpoint.pt").exists():
-            raise DataError(f"{out}: nothing to resume (no {saved.name if per_language else 'checkpoint.pt'}); "
-                            "start without --resume")
-        return out
-    if saved.exists():
-        raise DataError(f"{out}: a run already lives here; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return prepare_run_folder(Path(cfg.out) if cfg.out else default_out(cfg), cfg.resume,
+                              "config.json" if per_language else "checkpoint.pt")
 
 
 def run(cfg: TrainConfig, out: Path, data_dir: Path) -> Trainer:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.checkpoint import load_checkpoint
+from envs.checkpoint import load_checkpoint
 
 # Dropout off: with it each process draws its own masks (as DistributedDataParallel does), so only the
 # dropout-free update is the same bit for bit whatever the split.

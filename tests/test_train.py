@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agents import train
-from agents.checkpoint import load_checkpoint
+from envs.checkpoint import load_checkpoint
 
 TINY = ["--batch-size", "4", "--eval-every", "2", "--quiet", "--seed", "3"]
 

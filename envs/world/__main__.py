@@ -9,6 +9,7 @@ from pathlib import Path
 
 from envs.cli import add_config_arguments, config_from_args
 from envs.datadir import DataError
+from envs.world.vl import VLConfig
 from envs.world.writer import WorldConfig, build_world
 
 
@@ -31,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m envs.world", description=__doc__)
     add_config_arguments(p, BuildCommand)
     add_config_arguments(p, WorldConfig)
+    add_config_arguments(p, VLConfig)
     return p
 
 
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command, config = config_from_args(BuildCommand, args), config_from_args(WorldConfig, args)
     try:
-        summary = build_world(command.out, config, force=command.force)
+        summary = build_world(command.out, config, force=command.force, vl=config_from_args(VLConfig, args))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

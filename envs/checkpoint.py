@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from envs.atomic import atomic_open
+from envs.datadir import DataError
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -23,6 +24,21 @@ def save_checkpoint(path: Path, state: dict) -> None:
     state["rng"] = rng_state()
     with atomic_open(path, "wb") as handle:
         torch.save(state, handle)
+
+
+def prepare_run_folder(out: Path, resume: bool, resumable: str = "checkpoint.pt") -> Path:
+    """A training run's folder: new (refusing to overwrite another run's ``config.json``) or, with ``resume``,
+    the existing one, which must hold ``resumable`` (a folder of runs, such as RxR's per-language models, resumes
+    from its ``config.json``). Every training command goes through here."""
+    out = Path(out)
+    if resume:
+        if not (out / resumable).exists():
+            raise DataError(f"{out}: nothing to resume (no {resumable}); start without --resume")
+        return out
+    if (out / "config.json").exists():
+        raise DataError(f"{out}: a run already lives here; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", restore_rng: bool = False) -> dict:

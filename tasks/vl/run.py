@@ -1,0 +1,117 @@
+"""The plumbing of a V&L training run, shared by ``tasks.vqa train`` and ``tasks.captioning train``.
+
+A run folder holds ``config.json`` (the resolved config), ``checkpoint.pt`` (latest, for ``--resume``),
+``best.pt`` (best validation score), ``scores.json`` (every evaluation), results files and TensorBoard logs
+under ``tb/`` (scalars grouped ``losses/``, ``eval/``), as :mod:`agents.train` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from envs.atomic import write_json
+from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint
+
+
+@dataclass
+class RunOptions:
+    """Options every V&L training command has (its config dataclass derives from this one)."""
+
+    eval_every: int = 250
+    """iterations between validation runs and checkpoints"""
+    out: Path | None = None
+    """run folder (default runs/{task}-{name}-{time})"""
+    resume: bool = False
+    """continue the run in --out from its checkpoint.pt"""
+    seed: int = 0
+    """seed of initialisation, batch order and sampling"""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """torch device"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+    quiet: bool = False
+    """hide the progress bar"""
+
+
+def default_run_folder(task: str, name: str) -> Path:
+    """``runs/{task}-{name}-{YYYYmmdd-HHMMSS}``."""
+    return Path("runs") / f"{task}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class Run:
+    """One training run's folder, TensorBoard writer, checkpoints and score history."""
+
+    def __init__(self, out: Path, config: object, resume: bool, extra: dict | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.out = prepare_run_folder(out, resume)
+        if not resume:
+            values = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
+            write_json(self.out / "config.json", values | (extra or {}), indent=2)
+        self.writer = SummaryWriter(str(self.out / "tb"))
+        self.history: list[dict] = []
+        self.best: dict = {}
+
+    def scalars(self, group: str, values: dict[str, float], step: int) -> None:
+        """Log ``values`` under ``group/`` at ``step``."""
+        for key, value in values.items():
+            self.writer.add_scalar(f"{group}/{key}", value, step)
+
+    def record(self, record: dict, key: float, state: dict) -> bool:
+        """Add an evaluation to ``scores.json``; save ``best.pt`` (``state``) when ``key`` beats the best so far.
+        Returns whether it did."""
+        self.history.append(record)
+        better = key > self.best.get("key", -float("inf"))
+        if better:
+            self.best = {"key": key, **record}
+            save_checkpoint(self.out / "best.pt", state)
+        write_json(self.out / "scores.json", {"best": self.best, "history": self.history}, indent=2)
+        self.writer.flush()
+        return better
+
+    def save(self, state: dict) -> None:
+        """The latest state, with the history and the best so far, for ``--resume``."""
+        save_checkpoint(self.out / "checkpoint.pt", state | {"history": self.history, "best": self.best})
+
+    def restore(self) -> dict:
+        """The latest state (and the RNG states it saved)."""
+        state = load_checkpoint(self.out / "checkpoint.pt", restore_rng=True)
+        self.history, self.best = state["history"], state["best"]
+        return state
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters, max_norm: float) -> None:
+    """One update: gradients of ``loss``, their norm clipped to ``max_norm``, the optimiser's and the learning-rate
+    scheduler's step."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    optimizer.step()
+    scheduler.step()
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of an epoch, a pure function of (seed, epoch): a resumed run replays it."""
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def batch_indices(size: int, batch: int, seed: int, iteration: int) -> torch.Tensor:
+    """The training examples of ``iteration``: consecutive batches of per-epoch shuffles (the last batch of an
+    epoch may be short)."""
+    per_epoch = -(-size // batch)
+    epoch, k = divmod(iteration, per_epoch)
+    return epoch_order(size, seed, epoch)[k * batch : (k + 1) * batch]
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
