@@ -164,6 +164,8 @@ class Trainer:
         """Load what a stage starts from (resumed runs already hold it in the checkpoint)."""
         if self.iteration > 0:
             return
+        if stage == "follower" and self.cfg.follower_checkpoint:  # --only follower, fine-tuning a trained one
+            self._load_best(Path(self.cfg.follower_checkpoint), self.follower, "follower")
         if stage == "backtranslate":
             source = Path(self.cfg.follower_checkpoint) if self.cfg.follower_checkpoint else self.out / "follower_best.pt"
             self._load_best(source, self.follower, "follower")
@@ -179,7 +181,7 @@ class Trainer:
 
     def _load_best(self, path: Path, model: torch.nn.Module, what: str) -> None:
         if not path.exists():
-            raise DataError(f"{path}: {what} checkpoint not found (back-translation starts from it); "
+            raise DataError(f"{path}: {what} checkpoint not found (training starts from it); "
                             f"train it first or pass --{what}-checkpoint")
         model.load_state_dict(load_checkpoint(path, map_location=self.device)["model"])
 

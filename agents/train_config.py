@@ -40,7 +40,8 @@ class TrainConfig:
     speaker_checkpoint: str | None = None
     """a trained speaker (speaker_best.pt) for back-translation; without it the speaker is trained first"""
     follower_checkpoint: str | None = None
-    """a trained follower to start back-translation from (skips follower stage 1)"""
+    """a trained follower to start from: back-translation starts from it (skipping stage 1); without
+    --backtranslate, stage 1 continues training its weights (fresh optimisers at --lr)"""
     iters: int | None = None
     """follower stage-1 iterations"""
     speaker_iters: int | None = None

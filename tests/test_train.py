@@ -75,6 +75,20 @@ def test_backtranslation_starts_fresh_optimisers_at_its_own_lr(tiny_world, tmp_p
     assert {g["lr"] for o in optimisers.values() for g in o["param_groups"]} == {2e-5}
 
 
+def test_follower_training_continues_from_a_given_follower(tiny_world, tmp_path):
+    """--only follower --follower-checkpoint: stage 1 starts from those weights (at --lr 0 they stay them), not
+    from a fresh initialisation."""
+    first = tmp_path / "first"
+    assert train.main(_args(tiny_world, first, "--only", "follower", "--iters", "2")) == 0
+    given = load_checkpoint(first / "follower_best.pt")["model"]
+    again = tmp_path / "again"
+    assert train.main(_args(tiny_world, again, "--only", "follower", "--iters", "2", "--lr", "0", "--seed", "4",
+                            "--follower-checkpoint", str(first / "follower_best.pt"))) == 0
+    kept = load_checkpoint(again / "checkpoint.pt")["follower"]
+    assert kept.keys() == given.keys()
+    assert all(torch.equal(kept[k], given[k]) for k in given)
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_world, tmp_path, monkeypatch):
     base = ["--only", "follower", "--iters", "6"]
     assert train.main(_args(tiny_world, tmp_path / "straight", *base)) == 0
