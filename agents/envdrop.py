@@ -13,7 +13,11 @@ inverted-dropout mask applied to a vector of ones, as EnvDrop does).
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+LEVELS = 65536  # dropout draws are 16-bit: p is applied as round(p * 65536) / 65536 (off by at most 8e-6)
 
 
 def draw_env_mask(feature_dim: int, p: float, batch_size: int = 1, per_env: bool = False,
@@ -41,8 +45,23 @@ def apply_image_mask(features: torch.Tensor, mask: torch.Tensor, image_dim: int)
     return torch.cat([features[..., :image_dim] * view, features[..., image_dim:]], dim=-1)
 
 
+def keep_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype = torch.float32,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """An inverted-dropout mask of ``shape``: 0 with probability ``p``, ``1 / (1 - p)`` otherwise.
+
+    The draws are 16 bits each, four from one 64-bit random word, so a mask costs a quarter of the random
+    numbers of ``torch.rand`` (the mask of the 36 views' features, drawn every step, was the largest part of a
+    follower step's forward time on a CPU).
+    """
+    n = math.prod(shape)
+    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    draws = words.view(torch.int16)[:n].view(shape)  # uniform over the 65,536 int16 values
+    keep = draws.ge(round(p * LEVELS) - LEVELS // 2)
+    return keep.to(dtype).mul_(1.0 / (1.0 - p))
+
+
 class FastDropout(torch.nn.Module):
-    """Inverted dropout like ``nn.Dropout``, drawing its mask with ``torch.rand`` (about 3x faster on CPU).
+    """Inverted dropout like ``nn.Dropout``, drawing its mask with :func:`keep_mask` (faster on a CPU).
 
     No parameters, so state dicts are unchanged; identity in eval mode.
     """
@@ -55,8 +74,7 @@ class FastDropout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand(x.shape, device=x.device, dtype=x.dtype).ge_(self.p).mul_(1.0 / (1.0 - self.p))
-        return x * keep
+        return x * keep_mask(x.shape, self.p, x.dtype, x.device)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -67,6 +85,5 @@ def drop_image_features(features: torch.Tensor, p: float, image_dim: int, traini
     if not training or p == 0.0:
         return features
     image = features[..., :image_dim]
-    # rand >= p, scaled in place: the same inverted dropout as F.dropout, ~3x faster on CPU (fewer passes)
-    kept = torch.rand(image.shape, device=image.device, dtype=image.dtype).ge_(p).mul_(1.0 / (1.0 - p))
-    return torch.cat([kept.mul_(image), features[..., image_dim:]], dim=-1)
+    kept = keep_mask(image.shape, p, image.dtype, image.device).mul_(image)
+    return torch.cat([kept, features[..., image_dim:]], dim=-1)

@@ -87,6 +87,22 @@ def test_feature_dropout_only_in_training_and_not_on_angles():
     assert torch.equal(first, step(f, instr)[2][3])  # eval mode: no dropout anywhere
 
 
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.05])
+def test_keep_mask_drops_with_probability_p(p):
+    """16-bit draws: over 2 million elements the dropped share is p to sampling noise (sd ~3e-4), kept ones
+    are scaled by 1 / (1 - p), and masks differ from draw to draw."""
+    from agents.envdrop import keep_mask
+    torch.manual_seed(0)
+    mask = keep_mask((64, 36, 907), p)
+    assert mask.shape == (64, 36, 907) and mask.dtype == torch.float32
+    assert torch.equal(mask.unique(), torch.tensor([0.0, 1 / (1 - p)]))
+    assert abs(float((mask == 0).float().mean()) - p) < 2e-3
+    assert abs(float(mask.mean()) - 1.0) < 5e-3  # inverted dropout keeps the expectation
+    assert not torch.equal(mask, keep_mask((64, 36, 907), p))
+    odd = keep_mask((3, 5), p)  # sizes that are not a multiple of four
+    assert odd.shape == (3, 5)
+
+
 def test_angle_feature_layout():
     a = angle_feature(torch.tensor([math.pi / 2]), torch.tensor([0.0]))
     assert a.shape == (1, 128)
