@@ -144,21 +144,21 @@ def _guide(data, base):
     return data / "RxR" / "rxr_val_seen_guide.jsonl.gz"
 
 
-def _set_record(field, value, index=0):
-    def change(records):
-        records[index][field] = value
-    return change
-
-
-def conn_case(name, change, expect, command="eval"):
+def _json_breaker(file_of: Callable, change, with_base: bool) -> Callable:
+    """Break the JSON file ``file_of(data, base)``: ``change`` is its new text, a :class:`Replace`, or an edit of
+    its parsed content in place (given ``base`` too when ``with_base``)."""
     def breaker(data, base, tmp):
-        path = _conn(data, base)
+        path = file_of(data, base)
         if isinstance(change, str):
             path.write_text(change)
         else:
-            edit_json(path, change)
+            edit_json(path, change, *([base] if with_base else []))
         return path
-    return Case("connectivity", name, breaker, command, expect)
+    return breaker
+
+
+def conn_case(name, change, expect, command="eval"):
+    return Case("connectivity", name, _json_breaker(_conn, change, False), command, expect)
 
 
 def scans_case(name, text, expect, command="baselines"):
@@ -175,14 +175,7 @@ def scans_case(name, text, expect, command="baselines"):
 
 
 def split_case(name, change, expect, command="eval"):
-    def breaker(data, base, tmp):
-        path = _split(data, base)
-        if isinstance(change, str):
-            path.write_text(change)
-        else:
-            edit_json(path, change, base)
-        return path
-    return Case("R2R split", name, breaker, command, expect)
+    return Case("R2R split", name, _json_breaker(_split, change, True), command, expect)
 
 
 def guide_case(name, change, expect):
