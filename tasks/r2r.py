@@ -11,6 +11,7 @@ and the official scorer use). The test split holds only the start viewpoint and 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -84,33 +85,67 @@ def load_r2r(source: str | os.PathLike, split: str) -> list[Episode]:
     episodes = []
     entry_of: dict[int, int] = {}
     for index, record in enumerate(records):
-        where = f"entry {index}"
-        path_id = check_field(path, where, record, "path_id", int, fix=SPLIT_FIX)
+        if not _well_formed(record):
+            _diagnose(path, index, record)
+        path_id = record["path_id"]
         if path_id in entry_of:
-            raise data_error(path, f"{where} field 'path_id' is {path_id}, the same as entry {entry_of[path_id]}'s",
+            raise data_error(path, f"entry {index} field 'path_id' is {path_id}, the same as entry "
+                             f"{entry_of[path_id]}'s",
                              f"Each path needs its own path_id (its instructions are {path_id}_0, {path_id}_1, ...)")
         entry_of[path_id] = index
         where = f"entry {index} (path_id {path_id})"
-        scan = check_text(path, where, record, "scan", SPLIT_FIX)
-        viewpoints = check_texts(path, where, record, "path", "viewpoint ids", SPLIT_FIX)
-        heading = check_number(path, where, record, "heading", fix=SPLIT_FIX)
-        distance = check_number(path, where, record, "distance", optional=True, minimum=0.0, fix=SPLIT_FIX)
-        instructions = check_texts(path, where, record, "instructions", "instruction texts", SPLIT_FIX)
-        for k, instruction in enumerate(instructions):
+        distance = record.get("distance")
+        for k, instruction in enumerate(record["instructions"]):
             episodes.append(
                 Episode(
                     instr_id=f"{path_id}_{k}",
                     path_id=path_id,
-                    scan=scan,
-                    path=list(viewpoints),
-                    heading=heading,
+                    scan=record["scan"],
+                    path=list(record["path"]),
+                    heading=float(record["heading"]),
                     instruction=instruction,
-                    distance=distance,
+                    distance=None if distance is None else float(distance),
                     language="en",
                     origin=where,
                 )
             )
     return episodes
+
+
+def _texts(values: object) -> bool:
+    """A non-empty list of strings that are not blank (str.strip raises on anything else: a check at C speed)."""
+    try:
+        return type(values) is list and bool(values) and all(map(str.strip, values))  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
+def _finite(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _well_formed(record: object) -> bool:
+    """Every field of an R2R path record as :func:`load_r2r` needs it: the common case, checked in one pass (a
+    record that fails goes to :func:`_diagnose`, whose checks are the same, for the message)."""
+    if type(record) is not dict:
+        return False
+    scan, distance = record.get("scan"), record.get("distance", 0.0)
+    return (type(record.get("path_id")) is int and type(scan) is str and bool(scan.strip())
+            and _texts(record.get("path")) and _finite(record.get("heading"))
+            and _finite(distance) and distance >= 0.0 and _texts(record.get("instructions")))
+
+
+def _diagnose(path: Path, index: int, record: object) -> None:
+    """Raise the :class:`DataError` that names the first field of entry ``index`` that is wrong."""
+    where = f"entry {index}"
+    path_id = check_field(path, where, record, "path_id", int, fix=SPLIT_FIX)
+    where = f"entry {index} (path_id {path_id})"
+    check_text(path, where, record, "scan", SPLIT_FIX)
+    check_texts(path, where, record, "path", "viewpoint ids", SPLIT_FIX)
+    check_number(path, where, record, "heading", fix=SPLIT_FIX)
+    check_number(path, where, record, "distance", optional=True, minimum=0.0, fix=SPLIT_FIX)
+    check_texts(path, where, record, "instructions", "instruction texts", SPLIT_FIX)
+    raise AssertionError(f"{path}: {where} failed the quick check but passes every field check")
 
 
 def encode_episodes(episodes: Iterable[Episode], vocab: Vocab, max_len: int = R2R_MAX_LEN) -> None:

@@ -8,6 +8,7 @@ baselines alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,8 @@ def check_paths(source: Path, episodes: Sequence[Episode], connectivity: Path) -
     Vectorised per scan: the viewpoints of all its paths are looked up at once.
     """
     by_scan: dict[str, list[Episode]] = {}
-    for episode in episodes:
+    # an R2R path's instructions share it (and its origin), so each path is checked once
+    for episode in {episode.origin or id(episode): episode for episode in episodes}.values():
         by_scan.setdefault(episode.scan, []).append(episode)
     for scan, group in by_scan.items():
         file = Path(connectivity) / f"{scan}_connectivity.json"
@@ -64,8 +66,8 @@ def check_paths(source: Path, episodes: Sequence[Episode], connectivity: Path) -
             raise data_error(source, f"{group[0].origin} field 'scan' is {scan}, which has no connectivity file "
                              f"({file})", "Check the scan id, or add the scan's connectivity file")
         graph = load_graph(connectivity, scan)
-        viewpoints = [vp for episode in group for vp in episode.path]
-        ix = np.fromiter((graph.index.get(vp, -1) for vp in viewpoints), dtype=np.int64, count=len(viewpoints))
+        viewpoints = list(chain.from_iterable(episode.path for episode in group))
+        ix = np.array(list(map(graph.index.get, viewpoints, repeat(-1))), dtype=np.int64)
         ends = np.cumsum([len(episode.path) for episode in group])
         unknown = ix < 0
         bad = unknown | ~graph.included[np.maximum(ix, 0)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,6 @@ class NavGraph:
 
 # ---------------------------------------------------------------------------------------------- validation
 RESTORE = "Restore the file from the Matterport3DSimulator connectivity download"
-FLAGS = ("unobstructed", "visible")  # one flag per viewpoint of the scan (visible is optional: unused here)
 
 
 def check_records(records: list[dict], source: str | Path) -> tuple[list[str], np.ndarray, np.ndarray,
@@ -178,9 +178,10 @@ def check_records(records: list[dict], source: str | Path) -> tuple[list[str], n
     included = np.fromiter((rec["included"] for rec in records), dtype=bool, count=n)
     if not included.any():
         raise data_error(source, "has no included viewpoint (every record has 'included': false)", RESTORE)
-    flags = {name: _flags(records, source, name, n) for name in FLAGS if name == "unobstructed" or
-             any(name in rec for rec in records)}
-    return ids, poses, included, flags["unobstructed"], heights.astype(np.float64)
+    unobstructed = _flags(records, source, "unobstructed", n)
+    if any("visible" in rec for rec in records):
+        _flags(records, source, "visible", n, build=False)
+    return ids, poses, included, unobstructed, heights.astype(np.float64)
 
 
 def _record(i: int, rec: dict) -> str:
@@ -189,15 +190,13 @@ def _record(i: int, rec: dict) -> str:
 
 def _numbers(records: list[dict], source: str | Path, name: str, size: int, what: str) -> np.ndarray:
     """Field ``name`` of every record as a float64 [N, size] array of finite numbers."""
-    try:
-        values = np.array([rec[name] for rec in records])
-    except ValueError:  # ragged: some record has another count
-        values = None
-    if values is not None and values.dtype.kind in "iuf" and values.shape == (len(records), size) \
-            and first_nonfinite(values) is None:
-        return values.astype(np.float64)
-    for i, rec in enumerate(records):
-        value = rec[name]
+    rows = [rec[name] for rec in records]
+    if all(type(row) is list and len(row) == size for row in rows) \
+            and set(map(type, chain.from_iterable(rows))) <= {int, float}:  # not bool, not str: types first
+        values = np.asarray(rows, dtype=np.float64)
+        if first_nonfinite(values) is None:
+            return values
+    for i, (rec, value) in enumerate(zip(records, rows)):
         if not isinstance(value, list) or len(value) != size:
             count = f"has {len(value)} values" if isinstance(value, list) else f"is {shown(value)}"
             raise data_error(source, f"{_record(i, rec)}: {name!r} {count}, expected {size} {what}", RESTORE)
@@ -208,21 +207,25 @@ def _numbers(records: list[dict], source: str | Path, name: str, size: int, what
     raise AssertionError("unreachable: the array check failed but no record is wrong")
 
 
-def _flags(records: list[dict], source: str | Path, name: str, n: int) -> np.ndarray:
-    """Field ``name`` of every record: n true/false flags each, as a bool [N, N] array."""
-    try:
-        values = np.array([rec.get(name) for rec in records])
-    except ValueError:
-        values = None
-    if values is not None and values.dtype == bool and values.shape == (n, n):
-        return values
-    for i, rec in enumerate(records):
-        value = rec.get(name)
+def _flags(records: list[dict], source: str | Path, name: str, n: int, build: bool = True) -> np.ndarray | None:
+    """Field ``name`` of every record: n true/false flags each (0 and 1 pass too), as a bool [N, N] array; with
+    ``build`` False only the lists and their lengths are checked (for ``visible``, which nothing reads)."""
+    rows = [rec.get(name) for rec in records]
+    if all(type(row) is list and len(row) == n for row in rows):
+        if not build:
+            return None
+        try:  # bytes() takes exactly the ints 0..255, bools among them: a type check at C speed
+            flat = np.frombuffer(bytes(chain.from_iterable(rows)), dtype=np.uint8)
+        except (TypeError, ValueError):
+            flat = None
+        if flat is not None and flat.max(initial=0) <= 1:
+            return flat.view(bool).reshape(n, n)
+    for i, (rec, value) in enumerate(zip(records, rows)):
         if not isinstance(value, list) or len(value) != n:
             count = f"has {len(value)} entries" if isinstance(value, list) else f"is {shown(value)}"
             raise data_error(source, f"{_record(i, rec)}: {name!r} {count}, expected {n} (one per viewpoint)", RESTORE)
         for k, x in enumerate(value):
-            if not isinstance(x, bool):
+            if type(x) not in (bool, int) or x not in (0, 1):
                 raise data_error(source, f"{_record(i, rec)} field {name!r}[{k}] is {shown(x)}, expected true or "
                                  "false", RESTORE)
     raise AssertionError("unreachable: the array check failed but no record is wrong")
