@@ -196,17 +196,24 @@ def _running(pid: int) -> bool:
 
 
 def _publish(tmp: Path, out: Path, force: bool) -> None:
+    # The old world steps aside and the new one takes its place at once; the old one is deleted only after, so
+    # a kill leaves no world only between the two renames, not during a deletion.
+    trash = None
     if out.exists() and force:
         trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
         os.replace(out, trash / "old")
-        shutil.rmtree(trash, ignore_errors=True)
     try:
         os.rename(tmp, out)
     except OSError:
         if (out / "world.json").exists():  # another process published the same world first
             shutil.rmtree(tmp, ignore_errors=True)
             return
+        if trash is not None:  # put the old world back
+            os.replace(trash / "old", out)
         raise
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 def _build_into(tmp: Path, config: WorldConfig) -> WorldSummary:
