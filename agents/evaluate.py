@@ -14,9 +14,9 @@ from typing import Literal
 
 import torch
 
-from agents.checkpoint import FIX, load_checkpoint, load_model
 from agents.follower import Follower, FollowerConfig
 from agents.rollout import evaluate_follower
+from envs.checkpoint import FIX, load_checkpoint, load_model
 from envs.cli import command, parse_config
 from envs.datadir import DataError, data_error
 from envs.gym.vector_env import VLNVectorEnv

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from agents.envdrop import FastDropout, drop_image_features
+from agents.masked_lstm import masked_bilstm
 
 
 @dataclass
@@ -86,7 +86,7 @@ class SoftDotAttention(nn.Module):
 
 
 class InstructionEncoder(nn.Module):
-    """Embedding -> packed BiLSTM; returns the word contexts and the decoder's initial (h~, c)."""
+    """Embedding -> BiLSTM over the real words (masked_bilstm); returns the word contexts and the decoder's initial (h~, c)."""
 
     def __init__(self, cfg: FollowerConfig) -> None:
         super().__init__()
@@ -105,9 +105,7 @@ class InstructionEncoder(nn.Module):
         longest = int(lengths.max())
         instr, valid = instr[:, :longest], valid[:, :longest]
         embeds = self.drop(self.embedding(instr))  # (B, L', W)
-        packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h_n, c_n) = self.lstm(packed)
-        ctx, _ = pad_packed_sequence(out, batch_first=True, total_length=longest)  # (B, L', H)
+        ctx, c_n = masked_bilstm(self.lstm, embeds, lengths)  # (B, L', H), zero on padding; as a packed run
         c0 = torch.cat([c_n[-1], c_n[-2]], dim=1)  # EnvDrop's order: backward then forward final cell
         # Max-pool over real words only (EnvDrop pools the zero-padded tensor, so padding can win a channel).
         pooled = ctx.masked_fill(~valid.unsqueeze(-1), float("-inf")).max(dim=1).values  # (B, H)

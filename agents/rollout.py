@@ -29,10 +29,58 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agents import distributed
 from agents.bleu import corpus_bleu
 from agents.envdrop import apply_image_mask, draw_env_mask
 from agents.follower import Follower, angle_feature
 from agents.speaker import Speaker, as_follower_instructions
+
+
+class RolloutRandom:
+    """The random choices of a training step that must not depend on how a batch is split across processes:
+    the sampled actions of the A2C rollout and the environmental-dropout mask.
+
+    Every rank holds the same generator (same seed, same draws) and draws for the whole global batch, then
+    keeps the rows of its own slots (``offset`` .. ``offset + local batch``), so N processes sample exactly
+    what one process does on the whole batch. A rollout draws one seed when it starts and each step's numbers
+    come from (that seed, the step), so a rank whose episodes end early does not fall out of step with the
+    others. (Dropout inside the model stays per process, as in DistributedDataParallel; training with dropout
+    0 is bit-for-bit independent of the split.)
+    """
+
+    def __init__(self, seed: int, global_batch: int, offset: int = 0) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.global_batch, self.offset = global_batch, offset
+        self._rollout_seed = 0
+
+    def start_rollout(self) -> None:
+        """Draw the seed of the next rollout's per-step numbers (every rank draws the same one)."""
+        self._rollout_seed = int(torch.randint(2**62, (1,), generator=self.generator))
+
+    def uniform(self, slots: np.ndarray, step: int) -> torch.Tensor:
+        """One U(0, 1) number per local slot in ``slots`` at ``step`` of the rollout, drawn for the whole
+        global batch."""
+        generator = torch.Generator().manual_seed(self._rollout_seed + step)
+        return torch.rand(self.global_batch, generator=generator)[self.offset + slots]
+
+    def env_mask(self, feature_dim: int, p: float, local_batch: int, per_env: bool) -> torch.Tensor:
+        """An environmental-dropout mask (:func:`agents.envdrop.draw_env_mask`): shared, or this rank's rows."""
+        mask = draw_env_mask(feature_dim, p, self.global_batch, per_env, generator=self.generator)
+        return mask[self.offset: self.offset + local_batch] if per_env else mask
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+def sample_actions(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling: for each row of ``probs`` (A, K), the first action whose cumulative probability
+    exceeds that row's ``uniform`` number (A,)."""
+    cumulative = probs.cumsum(dim=1)
+    chosen = (cumulative < uniform.to(probs.device).unsqueeze(1) * cumulative[:, -1:]).sum(dim=1)
+    return chosen.clamp(max=probs.shape[1] - 1)
 
 
 @dataclass
@@ -111,16 +159,18 @@ def discounted_returns(rewards: torch.Tensor, bootstrap: torch.Tensor, gamma: fl
 
 
 def a2c_loss(log_probs: torch.Tensor, entropies: torch.Tensor, values: torch.Tensor, returns: torch.Tensor,
-             masks: torch.Tensor, entropy_weight: float = 0.01, critic_weight: float = 0.5
-             ) -> tuple[torch.Tensor, dict[str, float]]:
-    """EnvDrop's A2C loss over (T, B) tensors, summed over active steps and divided by their number."""
-    total = masks.sum().clamp(min=1.0)
+             masks: torch.Tensor, entropy_weight: float = 0.01, critic_weight: float = 0.5,
+             total: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """EnvDrop's A2C loss over (T, B) tensors, summed over active steps and divided by their number (or by
+    ``total``, e.g. :func:`agents.distributed.share` of it under torchrun)."""
+    total = masks.sum().clamp(min=1.0) if total is None else torch.tensor(max(float(total), 1.0))
     advantage = (returns - values).detach()
     policy = (-log_probs * advantage * masks).sum()
     critic = ((returns - values) ** 2 * masks).sum()
     entropy = (entropies * masks).sum()
     loss = (policy + critic_weight * critic - entropy_weight * entropy) / total
-    return loss, {"critic": critic.item() / total.item(), "entropy": entropy.item() / total.item()}
+    return loss, {"critic": critic.item() / total.item(), "entropy": entropy.item() / total.item(),
+                  "critic_sum": critic.item(), "entropy_sum": entropy.item()}
 
 
 @dataclass
@@ -132,8 +182,8 @@ class RolloutResult:
 def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedback: str, *,
                      il_weight: float | None = None, train_rl: bool = False,
                      cfg: IterationConfig = IterationConfig(), instructions: torch.Tensor | None = None,
-                     env_mask: torch.Tensor | None = None, decisions: list[list[dict]] | None = None
-                     ) -> RolloutResult:
+                     env_mask: torch.Tensor | None = None, decisions: list[list[dict]] | None = None,
+                     random: RolloutRandom | None = None) -> RolloutResult:
     """Run the follower from the just-reset ``obs``/``info`` until every slot has finished.
 
     ``feedback``: "teacher" (take the teacher's action), "sample" (sample pi; needed for ``train_rl``) or
@@ -184,7 +234,8 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         else:
             log_p = torch.log_softmax(logits, dim=1)
             probs = log_p.exp()
-            actions = torch.multinomial(probs.detach(), 1).squeeze(1)
+            actions = (torch.multinomial(probs.detach(), 1).squeeze(1) if random is None
+                       else sample_actions(probs.detach(), random.uniform(alive, steps)))
             log_probs.append(log_p.gather(1, actions.unsqueeze(1)).squeeze(1))
             entropies.append(-(probs * log_p.masked_fill(torch.isinf(log_p), 0.0)).sum(1))
         full = np.zeros(B, dtype=np.int64)
@@ -215,9 +266,12 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
 
     loss = None
     stats: dict[str, float] = {"steps": float(steps)}
+    # B, or under torchrun the global batch over the world size (collectives only when training: evaluation
+    # runs on rank 0 alone)
+    batch = distributed.share(B) if il_weight is not None or train_rl else B
     if il_weight is not None:
-        loss = il_sum * il_weight / B
-        stats["il_loss"] = il_sum.item() / B
+        loss = il_sum * il_weight / batch
+        stats["il_loss"] = float(distributed.global_sum(il_sum.detach())) / (batch * distributed.group().world_size)
     if train_rl and rewards:
         T = len(rewards)
 
@@ -229,10 +283,13 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         values = spread(list(follower.critic(torch.cat(hs)).split([len(r) for r in rows])))
         M = spread([torch.ones(len(r), device=device) for r in rows])
         rl, rl_stats = a2c_loss(spread(log_probs), spread(entropies), values, R, M,
-                                cfg.entropy_weight, cfg.critic_weight)
+                                cfg.entropy_weight, cfg.critic_weight, total=distributed.share(M.sum()))
         loss = rl if loss is None else loss + rl
-        stats.update(rl_loss=rl.item(), critic_loss=rl_stats["critic"], entropy=rl_stats["entropy"],
-                     active_steps=M.sum().item(), reward=torch.cat(rewards).sum().item() / B)
+        world, active = distributed.group().world_size, distributed.global_sum(M.sum())
+        stats.update(rl_loss=float(distributed.global_sum(rl.detach())) / world, active_steps=float(active),
+                     critic_loss=float(distributed.global_sum(rl_stats["critic_sum"]) / active),
+                     entropy=float(distributed.global_sum(rl_stats["entropy_sum"]) / active),
+                     reward=float(distributed.global_sum(torch.cat(rewards).sum())) / (batch * world))
     return RolloutResult(loss, stats)
 
 
@@ -309,7 +366,8 @@ def speaker_instructions(speaker: Speaker, env: Any, obs: dict, info: dict, env_
 
 
 def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: IterationConfig,
-                   speaker: Speaker | None = None, sampler: Any = None, prefix: str = "") -> dict[str, float]:
+                   speaker: Speaker | None = None, sampler: Any = None, prefix: str = "",
+                   random: RolloutRandom | None = None) -> dict[str, float]:
     """Teacher-forced rollout + (optionally) sampled A2C rollout, each on a fresh batch, backpropagated.
 
     Batches come from the env's own sampler, or from ``sampler`` (``next_batch()``: e.g. augmented paths)
@@ -318,17 +376,22 @@ def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: Iteratio
     stats: dict[str, float] = {}
     runs = [("teacher", il_weight, False)] + ([("sample", None, True)] if cfg.train_rl else [])
     for feedback, weight, rl in runs:
+        if random is not None:
+            random.start_rollout()
         batch = sampler.next_batch() if sampler is not None else None
         obs, info = env.reset(options=None if batch is None else {"episodes": batch})
         instructions = env_mask = None
         if speaker is not None:
-            env_mask = draw_env_mask(follower.cfg.feature_dim, cfg.env_dropout, obs["action_mask"].shape[0],
-                                     cfg.env_dropout_per_env, _device(follower))
+            local = obs["action_mask"].shape[0]
+            env_mask = (draw_env_mask(follower.cfg.feature_dim, cfg.env_dropout, local, cfg.env_dropout_per_env,
+                                      _device(follower)) if random is None else
+                        random.env_mask(follower.cfg.feature_dim, cfg.env_dropout, local,
+                                        cfg.env_dropout_per_env).to(_device(follower)))
             episodes = batch if batch is not None else _batch_episodes(env, info)
             instructions = speaker_instructions(speaker, env, obs, info, env_mask, cfg.max_decode)
             obs, info = env.reset(options={"episodes": episodes})
         result = follower_rollout(follower, env, obs, info, feedback, il_weight=weight, train_rl=rl, cfg=cfg,
-                                  instructions=instructions, env_mask=env_mask)
+                                  instructions=instructions, env_mask=env_mask, random=random)
         if result.loss is not None:
             result.loss.backward()
         stats.update({f"{prefix}{feedback}/{k}": v for k, v in result.stats.items()})
@@ -337,6 +400,7 @@ def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: Iteratio
 
 def _step_optimizers(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                      clip: float, clipped: tuple[str, ...]) -> dict[str, float]:
+    distributed.average_gradients(*modules.values())  # under torchrun: every rank gets the batch's gradient
     norms = {f"grad_norm/{n}": float(torch.nn.utils.clip_grad_norm_(modules[n].parameters(), clip))
              for n in clipped}
     for opt in optimizers.values():
@@ -345,12 +409,13 @@ def _step_optimizers(modules: dict[str, torch.nn.Module], optimizers: dict[str, 
 
 
 def train_follower_iteration(follower: Follower, optimizers: dict[str, torch.optim.Optimizer], env: Any,
-                             cfg: IterationConfig = IterationConfig()) -> dict[str, float]:
+                             cfg: IterationConfig = IterationConfig(),
+                             random: RolloutRandom | None = None) -> dict[str, float]:
     """One EnvDrop follower update: IL rollout + A2C rollout on two batches, one optimiser step."""
     follower.train()
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
-    stats = _follower_pass(follower, env, cfg.il_weight, cfg)
+    stats = _follower_pass(follower, env, cfg.il_weight, cfg, random=random)
     parts = {"encoder": follower.encoder, "decoder": follower.decoder, "critic": follower.critic}
     stats.update(_step_optimizers(parts, optimizers, cfg.grad_clip, ("encoder", "decoder")))
     return stats
@@ -358,7 +423,8 @@ def train_follower_iteration(follower: Follower, optimizers: dict[str, torch.opt
 
 def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.optim.Optimizer],
                               speaker: Speaker, env: Any, aug_sampler: Any,
-                              cfg: IterationConfig = IterationConfig()) -> dict[str, float]:
+                              cfg: IterationConfig = IterationConfig(),
+                              random: RolloutRandom | None = None) -> dict[str, float]:
     """One back-translation update: a real-data pass and an augmented pass (speaker-written, env-dropped).
 
     The augmented pass plays ``aug_sampler``'s batches (new paths in the training houses) in ``env``.
@@ -366,9 +432,9 @@ def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.op
     follower.train()
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
-    stats = _follower_pass(follower, env, cfg.il_weight, cfg, prefix="real/")
+    stats = _follower_pass(follower, env, cfg.il_weight, cfg, prefix="real/", random=random)
     stats.update(_follower_pass(follower, env, cfg.aug_il_weight, cfg, speaker=speaker, sampler=aug_sampler,
-                                prefix="aug/"))
+                                prefix="aug/", random=random))
     parts = {"encoder": follower.encoder, "decoder": follower.decoder, "critic": follower.critic}
     stats.update(_step_optimizers(parts, optimizers, cfg.grad_clip, ("encoder", "decoder")))
     return stats
@@ -384,9 +450,10 @@ def train_speaker_iteration(speaker: Speaker, optimizers: dict[str, torch.optim.
     img, act, lengths = teacher_path_features(env, obs, info, device)
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
-    loss = speaker.loss(instr, *speaker.encode(act, img, lengths))
+    words = float((instr[:, 1:] != speaker.cfg.pad_id).sum())  # the targets: every word after <BOS>
+    loss = speaker.loss(instr, *speaker.encode(act, img, lengths), total_words=distributed.share(words))
     loss.backward()
-    stats = {"speaker/loss": loss.item()}
+    stats = {"speaker/loss": float(distributed.global_sum(loss.detach())) / distributed.group().world_size}
     stats.update(_step_optimizers({"encoder": speaker.encoder, "decoder": speaker.decoder}, optimizers,
                                   grad_clip, ("encoder", "decoder")))
     return stats

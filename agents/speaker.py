@@ -4,7 +4,7 @@ Inputs per path step t (the teacher's walk, STOP included): the 36 view features
 (B, T, 36, D+128) and the feature of the candidate taken (B, T, D+128; zeros at STOP).
 
 - encoder: BiLSTM over the taken actions' features -> each step's state queries its 36 views (soft attention
-  with h~ output) -> a second BiLSTM. Packed by path length (EnvDrop runs it over the zero padding too).
+  with h~ output) -> a second BiLSTM, both over the real steps only (masked_bilstm; EnvDrop runs them over the zero padding too).
 - decoder: word embedding (256) -> LSTM(512) from zero state -> attention over the encoder's steps (h~) ->
   Linear to the vocabulary. Trained with teacher forcing: logits at word i predict word i+1.
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from agents.envdrop import FastDropout, drop_image_features
 from agents.follower import SoftDotAttention
+from agents.masked_lstm import masked_bilstm
 
 
 @dataclass
@@ -42,13 +42,6 @@ class SpeakerConfig:
         assert self.hidden_dim % 2 == 0, f"hidden_dim {self.hidden_dim} must be even (bidirectional encoder)"
 
 
-def _packed_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Run ``lstm`` over the first ``lengths[b]`` steps of each sequence; padded steps come back as zeros."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
-    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
-
-
 class SpeakerEncoder(nn.Module):
     def __init__(self, cfg: SpeakerConfig) -> None:
         super().__init__()
@@ -67,10 +60,10 @@ class SpeakerEncoder(nn.Module):
         if drop_features:
             act_feats = drop_image_features(act_feats, self.feature_dropout, self.image_dim, self.training)
             img_feats = drop_image_features(img_feats, self.feature_dropout, self.image_dim, self.training)
-        ctx = self.drop(_packed_lstm(self.lstm, act_feats, lengths))  # (B, T, H)
+        ctx = self.drop(masked_bilstm(self.lstm, act_feats, lengths)[0])  # (B, T, H)
         x, _ = self.attention_layer(ctx.reshape(B * T, -1), img_feats.reshape(B * T, V, Fd))  # (B*T, H)
         x = self.drop(x.view(B, T, -1))
-        return self.drop(_packed_lstm(self.post_lstm, x, lengths))
+        return self.drop(masked_bilstm(self.post_lstm, x, lengths)[0])
 
 
 class SpeakerDecoder(nn.Module):
@@ -108,12 +101,17 @@ class Speaker(nn.Module):
         mask = torch.arange(ctx.shape[1], device=ctx.device)[None, :] >= lengths[:, None]
         return ctx, mask
 
-    def loss(self, instr: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced cross-entropy, mean over real (non-pad) target words; instr (B, L) <BOS> ... <EOS>."""
+    def loss(self, instr: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
+             total_words: float | None = None) -> torch.Tensor:
+        """Teacher-forced cross-entropy, mean over real (non-pad) target words (or summed and divided by
+        ``total_words``, under torchrun the share of the whole batch's words); instr (B, L) <BOS> ... <EOS>."""
         longest = int((instr != self.cfg.pad_id).sum(1).max())
         instr = instr[:, :longest]
         logits, _ = self.decoder(instr[:, :-1], ctx, ctx_mask)  # (B, L-1, V)
-        return F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id)
+        if total_words is None:
+            return F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id)
+        summed = F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id, reduction="sum")
+        return summed / max(total_words, 1.0)
 
     @torch.no_grad()
     def decode(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, bos_id: int, eos_id: int,

@@ -28,14 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents import distributed
 from agents.augment import augmentation_episodes
-from agents.checkpoint import load_checkpoint, load_model, save_checkpoint
 from agents.follower import Follower, FollowerConfig, make_follower_optimizers
-from agents.rollout import (IterationConfig, backtranslation_iteration, evaluate_follower, evaluate_speaker,
-                            train_follower_iteration, train_speaker_iteration)
+from agents.rollout import (IterationConfig, RolloutRandom, backtranslation_iteration, evaluate_follower,
+                            evaluate_speaker, train_follower_iteration, train_speaker_iteration)
 from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers
 from agents.train_config import TrainConfig, default_out, parse_config
 from envs.atomic import remove_leftovers, write_json
+from envs.checkpoint import load_checkpoint, load_model, prepare_run_folder, save_checkpoint
 from envs.cli import command
 from envs.datadir import DataDir, DataError, data_error
 from envs.gym.vector_env import EpisodeSampler, VLNVectorEnv
@@ -70,19 +71,29 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, data_dir: Path) -> None:
         self.cfg, self.out, self.data_dir = cfg, out, data_dir
         self.device = torch.device(cfg.device)
+        self.group = distributed.group()  # under torchrun: this rank plays its share of every batch
+        self.main = self.group.is_main  # evaluation, checkpoints and logs are rank 0's
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         langs = cfg.language_list() if cfg.task == "rxr" else None
         common = dict(features=cfg.features, task=cfg.task, max_steps=cfg.max_steps, languages=langs,
                       metrics_in_info=False, teacher=cfg.teacher, reward=cfg.reward, joint=cfg.joint)
-        self.train_env = VLNVectorEnv(data_dir, "train", num_envs=cfg.batch_size, seed=cfg.seed, **common)
+        local_batch = cfg.batch_size // self.group.world_size
+        self.train_env = VLNVectorEnv(data_dir, "train", num_envs=local_batch, seed=cfg.seed,
+                                      shard=self.group.shard(), **common)
         self.val_envs = {split: VLNVectorEnv(data_dir, split, num_envs=cfg.eval_batch_size, shuffle=False,
                                              **common)
-                         for split in VAL_SPLITS}
+                         for split in (VAL_SPLITS if self.main else ())}
         self.common = common
+        self.random = RolloutRandom(cfg.seed, cfg.batch_size, self.group.rank * local_batch)
         vocab, dim = self.train_env.vocab, self.train_env.feature_dim
-        self.follower = Follower(FollowerConfig(vocab_size=len(vocab), feature_dim=dim)).to(self.device)
-        self.speaker = Speaker(SpeakerConfig(vocab_size=len(vocab), feature_dim=dim)).to(self.device)
+        follower_cfg = FollowerConfig(vocab_size=len(vocab), feature_dim=dim, dropout=cfg.dropout,
+                                      feature_dropout=cfg.feature_dropout)
+        speaker_cfg = SpeakerConfig(vocab_size=len(vocab), feature_dim=dim, dropout=cfg.speaker_dropout,
+                                    feature_dropout=cfg.feature_dropout)
+        self.follower = Follower(follower_cfg).to(self.device)
+        self.speaker = Speaker(speaker_cfg).to(self.device)
+        distributed.broadcast_parameters(self.follower, self.speaker)
         self.follower_opt = make_follower_optimizers(self.follower, cfg.lr)
         self.speaker_opt = make_speaker_optimizers(self.speaker, cfg.lr)
         self.iter_cfg = IterationConfig(il_weight=cfg.il_weight, aug_il_weight=cfg.aug_il_weight,
@@ -101,7 +112,7 @@ class Trainer:
         if self.aug_sampler is not None:
             envs["aug"] = self.aug_sampler.get_state()
         return {"stage_index": self.stage_index, "iteration": self.iteration, "step": self.step,
-                "best": self.best, "history": self.history, "envs": envs,
+                "best": self.best, "history": self.history, "envs": envs, "random": self.random.get_state(),
                 "follower": self.follower.state_dict(), "speaker": self.speaker.state_dict(),
                 "follower_opt": {k: o.state_dict() for k, o in self.follower_opt.items()},
                 "speaker_opt": {k: o.state_dict() for k, o in self.speaker_opt.items()}}
@@ -117,6 +128,8 @@ class Trainer:
             for k, o in self.speaker_opt.items():
                 o.load_state_dict(state["speaker_opt"][k])
             self.train_env.set_state(state["envs"]["train"])
+            if "random" in state:  # checkpoints from before the rollout generators were saved lack it
+                self.random.set_state(state["random"])
             if "aug" in state["envs"]:
                 self._make_aug_sampler().set_state(state["envs"]["aug"])
             self.stage_index, self.iteration, self.step = state["stage_index"], state["iteration"], state["step"]
@@ -139,10 +152,11 @@ class Trainer:
         """Open the TensorBoard writer (under RUN/tb)."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(self.out / "tb"))
+        self.writer = SummaryWriter(str(self.out / "tb")) if self.main else None
 
     def save(self) -> None:
-        save_checkpoint(self.out / "checkpoint.pt", self.state(), "training-state")
+        if self.main:
+            save_checkpoint(self.out / "checkpoint.pt", self.state(), "training-state")
 
     def save_best(self, name: str, model: torch.nn.Module, optimizers: dict, score: dict) -> None:
         """The model with what it needs to act again: its config, and the task, languages and vocabulary
@@ -164,12 +178,15 @@ class Trainer:
             self.iteration = 0
         self.stage_index = len(self.stages)
         self.save()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
     def _enter(self, stage: str) -> None:
         """Load what a stage starts from (resumed runs already hold it in the checkpoint)."""
         if self.iteration > 0:
             return
+        if stage == "follower" and self.cfg.follower_checkpoint:  # --only follower, fine-tuning a trained one
+            self._load_best(Path(self.cfg.follower_checkpoint), self.follower, "follower")
         if stage == "backtranslate":
             source = Path(self.cfg.follower_checkpoint) if self.cfg.follower_checkpoint else self.out / "follower_best.pt"
             self._load_best(source, self.follower, "follower")
@@ -185,7 +202,7 @@ class Trainer:
 
     def _load_best(self, path: Path, model: torch.nn.Module, what: str) -> None:
         if not path.exists():
-            raise DataError(f"{path}: {what} checkpoint not found (back-translation starts from it); "
+            raise DataError(f"{path}: {what} checkpoint not found (training starts from it); "
                             f"train it first or pass --{what}-checkpoint")
         state = load_checkpoint(path, map_location=self.device, kind=what)
         load_model(model, state, path, vocab=list(self.train_env.vocab.words))
@@ -199,35 +216,40 @@ class Trainer:
             episodes = augmentation_episodes(self.train_env.graphs, scans, seed=self.cfg.seed,
                                              max_paths_per_scan=self.cfg.aug_paths_per_scan,
                                              language=train[0].language)
-            self.aug_sampler = EpisodeSampler(episodes, self.cfg.batch_size, seed=self.cfg.seed + 1)
+            self.aug_sampler = EpisodeSampler(episodes, self.train_env.num_envs, seed=self.cfg.seed + 1,
+                                              shard=self.group.shard())
             self.log_text(f"back-translation: {len(episodes)} sampled paths in {len(scans)} training houses")
         return self.aug_sampler
 
     def _loop(self, stage: str, total: int) -> None:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=self.iteration, desc=stage, disable=self.cfg.quiet, dynamic_ncols=True,
-                   file=sys.stdout)
+        bar = tqdm(total=total, initial=self.iteration, desc=stage, disable=self.cfg.quiet or not self.main,
+                   dynamic_ncols=True, file=sys.stdout)
         while self.iteration < total:
             stats = self._train_once(stage)
             self.iteration += 1
             self.step += 1
-            for key, value in stats.items():
-                self.writer.add_scalar(f"losses/{stage}/{key}", value, self.step)
+            if self.writer is not None:
+                for key, value in stats.items():
+                    self.writer.add_scalar(f"losses/{stage}/{key}", value, self.step)
             bar.update(1)
             if self.iteration % self.cfg.eval_every == 0 or self.iteration == total:
-                scores = self._evaluate(stage)
-                bar.set_postfix_str(_short(scores))
-                self.save()
+                if self.main:
+                    scores = self._evaluate(stage)
+                    bar.set_postfix_str(_short(scores))
+                    self.save()
+                distributed.barrier()  # the other ranks wait while rank 0 evaluates and saves
         bar.close()
 
     def _train_once(self, stage: str) -> dict[str, float]:
         if stage == "speaker":
             return train_speaker_iteration(self.speaker, self.speaker_opt, self.train_env)
         if stage == "follower":
-            return train_follower_iteration(self.follower, self.follower_opt, self.train_env, self.iter_cfg)
+            return train_follower_iteration(self.follower, self.follower_opt, self.train_env, self.iter_cfg,
+                                            self.random)
         return backtranslation_iteration(self.follower, self.follower_opt, self.speaker, self.train_env,
-                                         self.aug_sampler, self.iter_cfg)
+                                         self.aug_sampler, self.iter_cfg, self.random)
 
     # -- evaluation ------------------------------------------------------------------------------
     def _evaluate(self, stage: str) -> dict:
@@ -274,7 +296,7 @@ class Trainer:
                       evaluate_follower(self.follower, test_env, details=self.cfg.details))
 
     def log_text(self, message: str) -> None:
-        if not self.cfg.quiet:
+        if not self.cfg.quiet and self.main:
             print(message, flush=True)
 
 
@@ -293,22 +315,11 @@ def _short(record: dict) -> str:
     return " ".join(f"{k.split('/')[1]}={record[k]:.3f}" for k in keys)
 
 
-def prepare_out(cfg: TrainConfig) -> Path:
-    """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one.
-
-    A run killed before its first checkpoint has a config.json and no checkpoint.pt: --resume starts it again
-    from the beginning (nothing was saved to continue from).
-    """
-    out = Path(cfg.out) if cfg.out else default_out(cfg)
-    saved = out / "config.json"
-    if cfg.resume:
-        if not saved.exists() and not (out / "checkpoint.pt").exists():
-            raise DataError(f"{out}: nothing to resume (no config.json or checkpoint.pt); start without --resume")
-        return out
-    if saved.exists():
-        raise DataError(f"{out}: a run already lives here; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def prepare_out(cfg: TrainConfig, per_language: bool = False) -> Path:
+    """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one (see
+    :func:`envs.checkpoint.prepare_run_folder`: a run killed before its first checkpoint starts again)."""
+    return prepare_run_folder(Path(cfg.out) if cfg.out else default_out(cfg), cfg.resume,
+                              "config.json" if per_language else "checkpoint.pt")
 
 
 def run(cfg: TrainConfig, out: Path, data_dir: Path) -> Trainer:
@@ -324,10 +335,12 @@ def run(cfg: TrainConfig, out: Path, data_dir: Path) -> Trainer:
     if resumed:
         trainer.restore(out / "checkpoint.pt")
     trainer.check_sources()
-    remove_leftovers(out)  # temporary files of writes a kill interrupted (this run is their only writer)
-    remove_leftovers(out / "results")
-    write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
-                                                               "stages": trainer.stages}, indent=2)
+    if trainer.main:
+        remove_leftovers(out)  # temporary files of writes a kill interrupted (this run is their only writer)
+        remove_leftovers(out / "results")
+        write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
+                                                                   "stages": trainer.stages,
+                                                                   "processes": trainer.group.world_size}, indent=2)
     trainer.open_log()
     if resumed:
         trainer.log_text(f"resuming {out} at stage {trainer.stages[min(trainer.stage_index, len(trainer.stages) - 1)]}"
@@ -355,8 +368,9 @@ def run_per_language(cfg: TrainConfig, out: Path, data_dir: Path) -> None:
         for group in groups:
             if (out / group / "checkpoint.pt").exists():
                 load_checkpoint(out / group / "checkpoint.pt", kind="training-state")
-    write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
-                                                               "models": groups}, indent=2)
+    if distributed.group().is_main:
+        write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
+                                                                   "models": groups}, indent=2)
     best = {}
     for group in groups:
         sub = out / group
@@ -365,6 +379,8 @@ def run_per_language(cfg: TrainConfig, out: Path, data_dir: Path) -> None:
         trainer = run(dataclasses.replace(cfg, languages=group, out=str(sub), resume=resume), sub, data_dir)
         best[group] = {k.split("/", 1)[1]: v for k, v in trainer.best.get("follower", {}).get("scores", {}).items()
                        if k.startswith("val_unseen/") and k.count("/") == 1}
+    if not distributed.group().is_main:
+        return
     metrics = [k for k in next(iter(best.values())) if k != "count"] if best else []
     best["average"] = {k: float(np.mean([s[k] for s in best.values()])) for k in metrics}
     write_json(out / "summary.json", {"val_unseen": best}, indent=2)
@@ -377,18 +393,37 @@ def run_per_language(cfg: TrainConfig, out: Path, data_dir: Path) -> None:
 @command
 def main(argv: list[str]) -> int:
     cfg = parse_config(argv).resolved()
-    groups = cfg.language_list() if cfg.task == "rxr" else []
-    per_language = len(groups) > 1 and not cfg.joint
-    data_dir = resolve_data_dir(cfg.data_dir)
-    out = prepare_out(cfg)
-    cfg = dataclasses.replace(cfg, out=str(out))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if per_language:
-        run_per_language(cfg, out, data_dir)
-    else:
-        run(cfg, out, data_dir)
+    try:
+        group, device = distributed.setup(cfg.device)  # under torchrun: join the other ranks
+        cfg = dataclasses.replace(cfg, device=device)
+        if group.world_size > 1:
+            check_distributed(cfg, group.world_size)
+        groups = cfg.language_list() if cfg.task == "rxr" else []
+        per_language = len(groups) > 1 and not cfg.joint
+        if group.is_main:  # rank 0 builds the world if needed and claims the run folder; the others follow
+            data_dir, out = resolve_data_dir(cfg.data_dir), prepare_out(cfg, per_language)
+        distributed.barrier()
+        if not group.is_main:
+            data_dir, out = resolve_data_dir(cfg.data_dir), Path(cfg.out)
+        cfg = dataclasses.replace(cfg, out=str(out))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if per_language:
+            run_per_language(cfg, out, data_dir)
+        else:
+            run(cfg, out, data_dir)
+    finally:
+        distributed.teardown()
     return 0
+
+
+def check_distributed(cfg: TrainConfig, world_size: int) -> None:
+    """What a run under torchrun needs: one run folder for all ranks and a batch they can share equally."""
+    if not cfg.out:
+        raise DataError("under torchrun pass --out: every rank must write to the same run folder")
+    if cfg.batch_size % world_size or cfg.eval_batch_size < 1:
+        raise DataError(f"--batch-size {cfg.batch_size} must be a multiple of the {world_size} processes "
+                        "(each plays an equal share of every batch)")
 
 
 if __name__ == "__main__":

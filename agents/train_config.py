@@ -40,7 +40,8 @@ class TrainConfig:
     speaker_checkpoint: str | None = None
     """a trained speaker (speaker_best.pt) for back-translation; without it the speaker is trained first"""
     follower_checkpoint: str | None = None
-    """a trained follower to start back-translation from (skips follower stage 1)"""
+    """a trained follower to start from: back-translation starts from it (skipping stage 1); without
+    --backtranslate, stage 1 continues training its weights (fresh optimisers at --lr)"""
     iters: int | None = None
     """follower stage-1 iterations"""
     speaker_iters: int | None = None
@@ -63,6 +64,12 @@ class TrainConfig:
     """learning rate of the speaker (Adam) and the follower (RMSprop)"""
     bt_lr: float = 1e-4
     """learning rate of back-translation's fresh follower optimisers (EnvDrop's 1e-4, on the world too)"""
+    dropout: float = 0.5
+    """the follower's dropout (EnvDrop's 0.5)"""
+    speaker_dropout: float = 0.6
+    """the speaker's dropout (EnvDrop's 0.6)"""
+    feature_dropout: float = 0.3
+    """element-wise dropout of the image features (EnvDrop's 0.3)"""
     env_dropout: float = 0.4
     """environmental dropout: probability of dropping a feature channel on the augmented pass"""
     env_dropout_per_env: bool = False

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import record  # noqa: E402
 from envs.kernel.skybox import LEVEL_POSE, render_panorama  # noqa: E402
 from features.encoders import ENCODERS, load_encoder  # noqa: E402
 
@@ -40,8 +40,8 @@ class BenchConfig:
     """fp32, fp16 or bf16"""
 
 
-def run(config: BenchConfig) -> dict[str, float]:
-    """Time rendering and encoding of ``viewpoints`` panoramas; returns the figures it prints."""
+def run(config: BenchConfig) -> list[record.Figure]:
+    """Time rendering and encoding of ``viewpoints`` panoramas (after one warm-up)."""
     device = torch.device(config.device)
     torch.manual_seed(0)
     encoder = load_encoder(config.encoder, None, device, config.precision)
@@ -73,20 +73,16 @@ def run(config: BenchConfig) -> dict[str, float]:
         if i:
             render_times.append(rendered - start)
             encode_times.append(time.perf_counter() - rendered)
-    # medians: a shared machine's hiccups land on one stage or the other and would skew a sum
-    render_s, encode_s = statistics.median(render_times), statistics.median(encode_times)
-    figures = {
-        "views_per_s": 36 / (render_s + encode_s),
-        "render_ms_per_panorama": 1000 * render_s,
-        "encode_ms_per_panorama": 1000 * encode_s,
-        "render_share": render_s / (render_s + encode_s),
-    }
     print(f"{config.encoder} {config.precision} on {config.device} ({torch.get_num_threads()} threads), "
-          f"{config.face_size}px faces, median of {config.viewpoints} panoramas:")
-    print(f"  {figures['views_per_s']:.1f} views/s; per panorama: render {figures['render_ms_per_panorama']:.0f} ms, "
-          f"encode {figures['encode_ms_per_panorama']:.0f} ms; rendering {100 * figures['render_share']:.1f}% of the time "
-          f"(target <= 5%)")
-    return figures
+          f"{config.face_size}px faces, {config.viewpoints} panoramas (one value per panorama):")
+    totals = [r + e for r, e in zip(render_times, encode_times)]
+    return [
+        record.Figure(f"extraction views/s ({config.encoder}, {config.device})", "views/s", [36 / t for t in totals]),
+        record.Figure("rendering share of extraction time", "%",
+                      [100 * r / t for r, t in zip(render_times, totals)], target="<= 5%"),
+        record.Figure("render one panorama (36 views)", "ms", [1000 * r for r in render_times],
+                      higher_is_better=False),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=defaults.device, help="torch device (default: %(default)s)")
     parser.add_argument("--precision", default=defaults.precision, choices=("fp32", "fp16", "bf16"),
                         help="model precision (default: %(default)s)")
-    run(BenchConfig(**vars(parser.parse_args(argv))))
+    record.add_arguments(parser)
+    args = vars(parser.parse_args(argv))
+    path = args.pop("record")
+    args.pop("repeats")  # one value per panorama: --viewpoints sets how many
+    record.report(run(BenchConfig(**args)), path)
     return 0
 
 

@@ -4,21 +4,25 @@ The reference is the real MatterSim (C++, rendering off): about 300,000 env-step
 project's 2-core machine. Each step here reads every state's ``navigableLocations`` (to pick a legal
 action), as an agent does::
 
-    python -m benchmarks.bench_simulator --conn-dir ../shared/data/connectivity --batch-size 64
+    python benchmarks/bench_simulator.py [--conn-dir ../shared/data/connectivity] [--batch-size 64]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from envs.datadir import shared_data_dir
-from envs.kernel.backends import make_r2r_simulator
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import record  # noqa: E402
+from envs.datadir import shared_data_dir  # noqa: E402
+from envs.kernel.backends import make_r2r_simulator  # noqa: E402
 
 MATTERSIM_STEPS_PER_S = 300_000
 
@@ -35,8 +39,10 @@ class BenchConfig:
     """seed of the random starts and actions"""
     discretized: bool = True
     """discretized viewing angles (R2R); off: continuous turns"""
-    json: bool = False
-    """print the result as JSON"""
+    repeats: int = 3
+    """times the figure is measured"""
+    record: str | None = None
+    """also write the figures as JSON here"""
 
 
 def parse_args(argv: list[str] | None) -> BenchConfig:
@@ -47,9 +53,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     parser.add_argument("--steps", type=int, default=defaults.steps, help="batch steps to time (%(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (%(default)s)")
     parser.add_argument("--continuous", action="store_true", help="continuous turns instead of discretized views")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    record.add_arguments(parser)
     a = parser.parse_args(argv)
-    return BenchConfig(a.conn_dir, a.batch_size, a.steps, a.seed, not a.continuous, a.json)
+    return BenchConfig(a.conn_dir, a.batch_size, a.steps, a.seed, not a.continuous, a.repeats, a.record)
 
 
 def run(cfg: BenchConfig) -> dict:
@@ -89,15 +95,17 @@ def run(cfg: BenchConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    result = run(cfg)
-    if cfg.json:
-        print(json.dumps(result))
-    else:
-        print(f"loaded {cfg.conn_dir} in {result['load_s']:.2f} s")
-        print(f"batch {cfg.batch_size}: {result['env_steps_per_s']:,.0f} env-steps/s "
-              f"({result['us_per_batch_step']:.0f} us per batch step), "
-              f"{result['ratio_to_mattersim']:.2f}x MatterSim's ~{MATTERSIM_STEPS_PER_S:,}; "
-              f"{result['env_steps_per_cpu_s']:,.0f} env-steps per CPU second")
+    runs = [run(cfg) for _ in range(cfg.repeats)]
+    print(f"loaded {cfg.conn_dir} in {runs[0]['load_s']:.2f} s; batch {cfg.batch_size}, {cfg.steps} steps per repeat")
+    # per CPU second: on a shared machine the wall clock also counts other processes' turns
+    record.report([
+        record.Figure(f"simulator env-steps/s (batch {cfg.batch_size}, CPU time)", "steps/s",
+                      [r["env_steps_per_cpu_s"] for r in runs], MATTERSIM_STEPS_PER_S,
+                      "real MatterSim, C++, rendering off, design.md"),
+        record.Figure(f"simulator env-steps/s (batch {cfg.batch_size}, wall)", "steps/s",
+                      [r["env_steps_per_s"] for r in runs], MATTERSIM_STEPS_PER_S,
+                      "real MatterSim, C++, rendering off, design.md"),
+    ], cfg.record)
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import record  # noqa: E402
 from envs.datadir import shared_data_dir  # noqa: E402
 
 ENVDROP_AGENT_STEPS_PER_S = 12_000
@@ -47,16 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="both", choices=["features", "indices", "both"],
                         help="features: the env copies the feature arrays into every observation; "
                              "indices: it hands out table indices and the agent gathers (the fast path)")
+    record.add_arguments(parser)
     args = parser.parse_args(argv)
-
-
-    modes = ["features", "indices"] if args.mode == "both" else [args.mode]
-    for mode in modes:
-        run(args, mode)
+    figures = []
+    for mode in ["features", "indices"] if args.mode == "both" else [args.mode]:
+        rates = [run(args, mode) for _ in range(args.repeats)]
+        figures.append(record.Figure(f"vector env agent-steps/s ({mode} mode, batch {args.batch})", "steps/s", rates,
+                                     ENVDROP_AGENT_STEPS_PER_S, "EnvDrop's batch env over MatterSim, design.md",
+                                     target=">= 10x EnvDrop's"))
+    record.report(figures, args.record)
     return 0
 
 
-def run(args: argparse.Namespace, mode: str) -> None:
+def run(args: argparse.Namespace, mode: str) -> float:
+    """Agent-steps per second of one timed run (``args.steps`` steps)."""
     from envs.gym.vector_env import VLNVectorEnv
 
     t0 = time.perf_counter()
@@ -80,12 +85,9 @@ def run(args: argparse.Namespace, mode: str) -> None:
             if not info["active"].any():
                 break
     seconds = time.perf_counter() - t0
-    rate = done_steps / seconds
-    print(f"setup (graphs, candidates, {args.dim}-d features of {len(env.data.tables.keys)} viewpoints): {setup:.1f} s")
-    print(f"[{mode}] batch {args.batch}, {args.dim}-d {args.dtype} features, split {args.split}: "
-          f"{rate:,.0f} agent-steps/s ({done_steps} steps in {seconds:.2f} s)")
-    print(f"[{mode}] ratio to EnvDrop's env over MatterSim (~{ENVDROP_AGENT_STEPS_PER_S:,}/s, design.md): "
-          f"{rate / ENVDROP_AGENT_STEPS_PER_S:.1f}x (target >= 10x)")
+    print(f"[{mode}] setup (graphs, candidates, {args.dim}-d features of {len(env.data.tables.keys)} viewpoints) "
+          f"{setup:.1f} s; {done_steps} steps in {seconds:.2f} s", flush=True)
+    return done_steps / seconds
 
 
 if __name__ == "__main__":

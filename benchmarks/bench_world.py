@@ -19,6 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import record  # noqa: E402
+
 
 def play(env, policy: str, rng: np.random.Generator) -> dict[str, float]:
     """Mean SR / NE / SPL of ``policy`` (teacher or random) over every episode of the env's split."""
@@ -43,22 +45,28 @@ def play(env, policy: str, rng: np.random.Generator) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
+    record.add_arguments(parser, repeats=1)
     args = parser.parse_args(argv)
     from envs.gym.vector_env import VLNVectorEnv
     from envs.world import WorldConfig, build_world
 
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        summary = build_world(Path(tmp) / "world", WorldConfig(seed=args.seed))
-        print(f"build: {time.perf_counter() - start:.1f} s wall")
-        print(summary.describe())
-        rng = np.random.default_rng(args.seed)
-        for split in ("val_seen", "val_unseen"):
-            env = VLNVectorEnv(summary.out, split, num_envs=64, seed=args.seed, metrics_in_info=False)
-            for policy in ("teacher", "random"):
-                m = play(env, policy, rng)
-                print(f"{split:10s} {policy:8s} SR {100 * m['success']:5.1f}%  NE {m['nav_error']:5.2f} m  "
-                      f"SPL {100 * m['spl']:5.1f}%  ({m['count']} episodes)")
+    builds, scores = [], {}
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            summary = build_world(Path(tmp) / "world", WorldConfig(seed=args.seed))
+            builds.append(time.perf_counter() - start)
+            print(summary.describe(), flush=True)
+            rng = np.random.default_rng(args.seed)
+            for split in ("val_seen", "val_unseen"):
+                env = VLNVectorEnv(summary.out, split, num_envs=64, seed=args.seed, metrics_in_info=False)
+                for policy in ("teacher", "random"):
+                    scores.setdefault((split, policy), []).append(100 * play(env, policy, rng)["success"])
+    figures = [record.Figure("build the built-in world", "s", builds, higher_is_better=False)]
+    for (split, policy), values in scores.items():
+        figures.append(record.Figure(f"world {split}: {policy} agent SR", "%", values,
+                                     target="100%" if policy == "teacher" else "low"))
+    record.report(figures, args.record)
     return 0
 
 

@@ -119,13 +119,17 @@ def add_debug_option(parser: argparse.ArgumentParser) -> None:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The string literal under each field of dataclass ``cls``, keyed by field name ({} without source)."""
+    """The string literal under each field of dataclass ``cls`` (and of the dataclasses it derives from),
+    keyed by field name ({} without source)."""
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__[1:]):
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base))
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):  # no source (a frozen install): options keep their names only
-        return {}
+        return docs
     body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[attr-defined]

@@ -17,7 +17,6 @@ table goes to ``--out/table.md`` and ``--out/table.json``.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -26,12 +25,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents import baselines, train  # noqa: E402
+from agents import baselines  # noqa: E402
 from envs.atomic import write_json  # noqa: E402
 from envs.cli import add_debug_option, command  # noqa: E402
 from envs.world import WorldConfig, build_world, default_world_dir  # noqa: E402
 from envs.kernel.navgraph import load_graphs  # noqa: E402
 from eval.score import load_references, read_results, score_results  # noqa: E402
+from experiments.runs import train_run  # noqa: E402
 
 GROUPS = ("en", "hi", "te")
 RECIPES = {"shortest+goal": ["--teacher", "shortest", "--reward", "goal"],
@@ -48,19 +48,11 @@ def world_for(seed: int, out: Path) -> Path:
 
 
 def follower(out: Path, data: Path, args: argparse.Namespace, *extra: str) -> None:
-    """Train one run folder, resuming it after a kill; a finished one (marked ``done``) is kept."""
-    if (out / "done").exists():
-        return
-    per_language = "--joint" not in extra
-    resume = (out / ("config.json" if per_language else "checkpoint.pt")).exists()
-    if not resume and out.exists():
-        shutil.rmtree(out)  # killed before its first checkpoint: start it again
-    argv = ["rxr", "--data-dir", str(data), "--out", str(out), "--only", "follower", "--iters", str(args.iters),
-            "--eval-every", str(args.eval_every), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-            "--threads", str(args.threads), "--quiet", *extra, *(["--resume"] if resume else [])]
-    if train.main(argv) != 0:
-        raise SystemExit(f"training failed: {' '.join(argv)}")
-    (out / "done").touch()
+    """Train one follower-only RxR run folder (resumable; a finished one is kept)."""
+    train_run(out, ["rxr", "--data-dir", str(data), "--only", "follower", "--iters", str(args.iters),
+                    "--eval-every", str(args.eval_every), "--batch-size", str(args.batch_size),
+                    "--seed", str(args.seed), "--threads", str(args.threads), "--quiet", *extra],
+              resume_from="checkpoint.pt" if "--joint" in extra else "config.json")
 
 
 def per_language_scores(results: dict[str, Path], data: Path) -> dict[str, dict]:

@@ -10,9 +10,12 @@ the installed MatterSim's own OpenGL renderer (``--mattersim``), or from a folde
 Splitting: under ``torchrun`` (or with ``--rank/--world-size``) rank r takes every world-size-th key into
 ``OUT.rank{r}-of-{w}.h5``; rank 0 waits for every part, merges them into ``OUT`` and removes them.
 
+``--grid`` encodes a folder of images instead (:mod:`features.grid`: grid features for VQA and captioning).
+
 Example::
 
     python -m features.extract --encoder RN50x4 --weights RN50x4.pt --data-dir DATA --out DATA/features/clip-rn50x4.h5
+    python -m features.extract --grid --encoder RN50 --images DATA/vl/images --out DATA/vl/grid-rn50.h5 --dtype float16
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from envs.kernel.grid import ELEVATIONS, R2R_CAMERA, R2R_VFOV_DEGREES, VIEW_COUN
 from envs.kernel.navgraph import load_graph, read_scans_txt
 from envs.kernel.skybox import has_skybox, load_skybox, render_panorama
 from features.encoders import ENCODERS, load_encoder
+from features.grid import GridStats, extract_grid, list_images
 from features.hdf5 import HDF5FeatureWriter
 from features.layout import feature_key
 from features.store import open_features
@@ -48,10 +52,16 @@ EXTRACT_VERSION = 1  # bump when what a feature means changes
 class ExtractConfig:
     """Options of ``python -m features.extract``."""
 
-    data_dir: Path
-    """data directory with connectivity/ (and skyboxes/ unless --views-dir is given)"""
     out: Path
     """the HDF5 file to write (an interrupted run resumes)"""
+    data_dir: Path | None = None
+    """data directory with connectivity/ (and skyboxes/ unless --views-dir is given); with --grid and no
+    --images, its vl/images"""
+    grid: bool = False
+    """extract grid features of images (ResNet map before attention pooling, ViT patch tokens; [h*w, C] per
+    image, for VQA and captioning) instead of the 36 pooled views of each panorama"""
+    images: Path | None = None
+    """with --grid: the folder of images (.jpg/.png) to encode"""
     encoder: str = "RN50x4"
     """CLIP variant"""
     weights: str | None = None
@@ -76,7 +86,7 @@ class ExtractConfig:
     channel_order: Literal["rgb", "bgr_as_rgb"] = "rgb"
     """rgb (correct) or bgr_as_rgb (reproduces CLIP-ViL's released features, which fed BGR as RGB)"""
     dtype: Literal["float32", "float16"] = "float32"
-    """storage dtype"""
+    """storage dtype (float16 halves a grid feature file: RN50's is 200 KB per image in float16)"""
     tsv: Path | None = None
     """also write the legacy TSV here"""
     rank: int = int(os.environ.get("RANK", 0))
@@ -197,17 +207,40 @@ def part_path(out: Path, rank: int, world_size: int) -> Path:
     return out.with_name(f"{out.stem}.rank{rank}-of-{world_size}{out.suffix}")
 
 
+def _encoder(config: ExtractConfig, device: str):
+    torch.manual_seed(config.seed)
+    return load_encoder(config.encoder, config.weights, device, config.precision, config.crop, config.channel_order)
+
+
+def extract_grid_features(config: ExtractConfig) -> GridStats:
+    """``--grid``: the grid features of every image of ``--images`` (or ``DATA/vl/images``)."""
+    folder = config.images or (Path(config.data_dir) / "vl" / "images" if config.data_dir else None)
+    if folder is None:
+        raise data_error("--grid", "no images to encode", "Pass --images DIR (or --data-dir DATA with vl/images)")
+    images = list_images(folder)
+    encoder = _encoder(config, config.device)
+    attrs = {"encoder": encoder.name, "weights": encoder.weights, "image_size": encoder.image_size,
+             "crop": config.crop, "channel_order": config.channel_order, "precision": config.precision,
+             "source": str(folder)}
+    if encoder.weights == "random":
+        attrs["seed"] = config.seed
+    dtype = np.float16 if config.dtype == "float16" else np.float32
+    return extract_grid(encoder, images, Path(config.out), attrs, config.batch_size, dtype, config.quiet)
+
+
 def extract(config: ExtractConfig) -> ExtractStats:
     """Run the extraction of this rank's share (and the merge, on rank 0 of a split run)."""
     if config.encoder.replace("/", "-") not in ENCODERS:
         raise DataError(f"unknown encoder {config.encoder!r}; choose one of {', '.join(ENCODERS)}")
+    if config.data_dir is None:
+        raise data_error("--data-dir", "panorama extraction needs a data directory",
+                         "Pass --data-dir DATA (or --grid --images DIR for grid features of images)")
     if not 0 <= config.rank < config.world_size:
         raise DataError(f"--rank {config.rank} must be in [0, --world-size {config.world_size})")
     device = config.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
-    torch.manual_seed(config.seed)
-    encoder = load_encoder(config.encoder, config.weights, device, config.precision, config.crop, config.channel_order)
+    encoder = _encoder(config, device)
     available, missing = list_keys(config)
     stats = ExtractStats(missing=missing)
     if missing:
@@ -290,14 +323,24 @@ def _merge(out: Path, config: ExtractConfig, dim: int, attrs: dict, dtype: type,
 
 def parse_args(argv: list[str] | None) -> ExtractConfig:
     return parse_config(ExtractConfig, argv, prog="python -m features.extract", description=__doc__.splitlines()[0],
-                        choices={"encoder": ENCODERS}, exclusive=[("views_dir", "mattersim")])
+                        choices={"encoder": ENCODERS}, exclusive=[("views_dir", "mattersim"), ("grid", "mattersim")])
 
 
 @command
 def main(argv: list[str]) -> int:
     """Command-line entry point; returns the exit status."""
     config = parse_args(argv)
-    stats = extract(config)
+    if config.grid:
+        grid = extract_grid_features(config)
+        print(f"features.extract --grid: {grid.written} images written, {grid.skipped} already done, "
+              f"{grid.seconds:.1f} s -> {config.out}")
+        return 0
+    try:
+        stats = extract(config)
+    except ImportError as err:  # the compiled MatterSim is missing or broken: the user's installation
+        if not config.mattersim:
+            raise
+        raise DataError(f"--mattersim: {err}") from None
     total = stats.load_s + stats.render_s + stats.encode_s
     print(f"features.extract: {stats.written} viewpoints written, {stats.skipped} already done "
           f"(rank {config.rank}/{config.world_size}); load {stats.load_s:.1f}s, render {stats.render_s:.1f}s, "

@@ -119,7 +119,9 @@ class HDF5FeatureWriter:
     Power loss is not covered (the OS may not have written its buffers). Leaving the ``with`` block by an
     exception calls :meth:`suspend` (the journal stays, ``OUT.h5`` is not built from a partial run).
     ``journal=False`` writes straight into the HDF5 file, for callers that write to a temporary file
-    and rename it themselves (as :mod:`features.convert` does).
+    and rename it themselves (as :mod:`features.convert` does). ``rows`` is the first dimension of every
+    entry: 36 views of a panorama (the default), or the ``h * w`` cells of an image's grid features
+    (:mod:`features.grid`).
     """
 
     def __init__(
@@ -130,15 +132,18 @@ class HDF5FeatureWriter:
         dtype: np.dtype | type = np.float32,
         flush_every: int = 1,
         journal: bool = True,
+        rows: int = VIEW_COUNT,
     ):
         self.path = Path(path)
         self.dim = int(dim)
+        self.rows = int(rows)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
             raise ValueError(f"dtype must be float32 or float16, got {self.dtype}")
         self.flush_every = max(1, int(flush_every))
         self.attrs = {name: _plain(value) for name, value in attrs.items()}
-        self.attrs.update(format_version=FORMAT_VERSION, dim=self.dim, dtype=self.dtype.name, views=VIEW_COUNT)
+        self.attrs.update(format_version=FORMAT_VERSION, dim=self.dim, dtype=self.dtype.name)
+        self.attrs.update({"views": VIEW_COUNT} if self.rows == VIEW_COUNT else {"rows": self.rows})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._done: set[str] = set()
         if self.path.exists():
@@ -189,7 +194,7 @@ class HDF5FeatureWriter:
         except DataError:
             journal.close()
             raise
-        pos, expected = journal.tell(), VIEW_COUNT * self.dim * self.dtype.itemsize
+        pos, expected = journal.tell(), self.rows * self.dim * self.dtype.itemsize
         while True:  # stop at the first torn or corrupt record: the kill happened there
             head = journal.read(4)
             if len(head) < 4:
@@ -216,12 +221,15 @@ class HDF5FeatureWriter:
 
     def write(self, scan: str, viewpoint: str, array: np.ndarray) -> None:
         """Store one panorama's features ``[36, D]``; writing an existing key replaces its values."""
+        self.write_key(feature_key(scan, viewpoint), array)
+
+    def write_key(self, key: str, array: np.ndarray) -> None:
+        """Store ``[rows, D]`` features under ``key`` (a panorama's ``scan_viewpoint``, an image id)."""
         array = np.asarray(array)
-        if array.shape != (VIEW_COUNT, self.dim):
-            raise ValueError(f"features of {scan}_{viewpoint} have shape {array.shape}, expected ({VIEW_COUNT}, {self.dim})")
+        if array.shape != (self.rows, self.dim):
+            raise ValueError(f"features of {key} have shape {array.shape}, expected ({self.rows}, {self.dim})")
         if self._closed:
             raise ValueError(f"{self.path}: the writer is closed")
-        key = feature_key(scan, viewpoint)
         data = np.ascontiguousarray(array, dtype=self.dtype)
         bad = first_nonfinite(data)
         if bad is not None:  # e.g. an encoder that overflowed, or float16 storage of values beyond 65504
@@ -275,7 +283,7 @@ class HDF5FeatureWriter:
                     out.attrs[name] = value
                 for key, (offset, size) in self._entries.items():
                     self._journal.seek(offset)
-                    array = np.frombuffer(self._journal.read(size), dtype=self.dtype).reshape(VIEW_COUNT, self.dim)
+                    array = np.frombuffer(self._journal.read(size), dtype=self.dtype).reshape(self.rows, self.dim)
                     if key in out:
                         out[key][...] = array
                     else:

@@ -37,3 +37,24 @@ def _one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def small_vl_world(tmp_path_factory):
+    """A small world whose V&L data has 24 images, with their RN50 (random init, seed 0) grid features at
+    ``vl/grid-rn50.h5``, where the V&L commands look for them."""
+    import torch
+
+    from envs.world import WorldConfig, build_world
+    from envs.world.vl import VLConfig
+    from features.encoders import load_encoder
+    from features.grid import extract_grid, list_images
+
+    out = tmp_path_factory.mktemp("vl") / "world"
+    build_world(out, WorldConfig(houses_seen=2, houses_unseen=1, houses_test=1, paths_per_house=8,
+                                 eval_paths_per_house=4, image_size=32, workers=1, feature_dim=64),
+                vl=VLConfig(vl_max_images=24))
+    torch.manual_seed(0)
+    extract_grid(load_encoder("RN50"), list_images(out / "vl" / "images"), out / "vl" / "grid-rn50.h5",
+                 {"encoder": "RN50"}, quiet=True)
+    return out

@@ -27,7 +27,7 @@ from PIL import Image
 import envs  # noqa: F401  (registers the envs)
 from agents import train
 from agents.baselines import main as baselines_main
-from agents.checkpoint import load_checkpoint, save_checkpoint
+from envs.checkpoint import load_checkpoint, save_checkpoint
 from agents.evaluate import main as evaluate_main
 from envs.datadir import DataError
 from envs.kernel.navgraph import load_graph

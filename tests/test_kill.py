@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import load_checkpoint
+from envs.checkpoint import load_checkpoint
 from envs.kernel.grid import VIEW_COUNT
 from envs.kernel.navgraph import load_graphs
 from eval.score import read_results

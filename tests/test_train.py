@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agents import train
-from agents.checkpoint import load_checkpoint
+from envs.checkpoint import load_checkpoint
 
 TINY = ["--batch-size", "4", "--eval-every", "2", "--quiet", "--seed", "3"]
 
@@ -75,6 +75,20 @@ def test_backtranslation_starts_fresh_optimisers_at_its_own_lr(tiny_world, tmp_p
     assert {g["lr"] for o in optimisers.values() for g in o["param_groups"]} == {2e-5}
 
 
+def test_follower_training_continues_from_a_given_follower(tiny_world, tmp_path):
+    """--only follower --follower-checkpoint: stage 1 starts from those weights (at --lr 0 they stay them), not
+    from a fresh initialisation."""
+    first = tmp_path / "first"
+    assert train.main(_args(tiny_world, first, "--only", "follower", "--iters", "2")) == 0
+    given = load_checkpoint(first / "follower_best.pt")["model"]
+    again = tmp_path / "again"
+    assert train.main(_args(tiny_world, again, "--only", "follower", "--iters", "2", "--lr", "0", "--seed", "4",
+                            "--follower-checkpoint", str(first / "follower_best.pt"))) == 0
+    kept = load_checkpoint(again / "checkpoint.pt")["follower"]
+    assert kept.keys() == given.keys()
+    assert all(torch.equal(kept[k], given[k]) for k in given)
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_world, tmp_path, monkeypatch):
     base = ["--only", "follower", "--iters", "6"]
     assert train.main(_args(tiny_world, tmp_path / "straight", *base)) == 0
@@ -136,7 +150,7 @@ def test_follower_overfits_a_handful_of_world_episodes(tiny_world):
     rates = []
     for i in range(150):
         train_follower_iteration(follower, opts, env, IterationConfig(il_weight=1.0))
-        if i % 10 == 9:
+        if i % 10 == 9 or i == 0:  # after the first update too: the starting point is well below 100%
             rates.append(train.score("r2r", env, evaluate_follower(follower, env))["success"])
             if rates[-1] == 1.0:
                 break
@@ -210,7 +224,7 @@ def test_details_and_the_evaluate_command(tiny_world, tmp_path, capsys):
     assert evaluate_main(["--checkpoint", str(out / "checkpoint.pt"), "--data-dir", str(tiny_world),
                           "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
-    assert "is the training state of a run" in err and "not a follower" in err and "Traceback" not in err
+    assert "is the training state of a navigation run" in err and "not a follower" in err and "Traceback" not in err
 
 
 def test_rxr_one_model_per_language_and_a_joint_model(tiny_world, tmp_path):

@@ -288,3 +288,29 @@ def test_fidelity_reward_adds_up_to_the_episode_ndtw(tiny_world, policy):
         assert all(m["ndtw"] == 1.0 and m["success"] == 1.0 for m in metrics)
     else:
         assert min(m["ndtw"] for m in metrics) < 0.5  # the random walks strayed: the test compares real sums
+
+
+def test_indices_mode_gathers_the_features_mode_arrays_and_splits_share_one_bank(tiny_world):
+    """observation_mode='indices' hands out rows of feature_table instead of copies; gathering them gives
+    features mode's arrays exactly. The splits of one feature file share one table of view features."""
+    from envs.gym.candidates import angle_features
+
+    full = VLNVectorEnv(tiny_world, "val_seen", num_envs=4, seed=1)
+    lean = VLNVectorEnv(tiny_world, "val_seen", num_envs=4, seed=1, observation_mode="indices")
+    other = VLNVectorEnv(tiny_world, "val_unseen", num_envs=4, seed=1)
+    assert lean.feature_table is full.feature_table is other.feature_table  # one bank
+    a, info = full.reset()
+    b, _ = lean.reset()
+    for _ in range(4):
+        assert lean.observation_space.contains(b)
+        table, d = lean.feature_table, lean.feature_dim
+        np.testing.assert_array_equal(a["view_features"][:, :, :d], table[b["viewpoint"]])
+        np.testing.assert_array_equal(a["view_features"][:, :, d:], lean.view_angle_table[b["heading_index"]])
+        gathered = table[b["viewpoint"][:, None], b["candidate_view"]]  # (B, K, D)
+        real = b["action_mask"][:, 1:]
+        np.testing.assert_array_equal(a["candidate_features"][:, :, :d][real], gathered[real])
+        angles = angle_features(b["candidate_angles"][..., 0], b["candidate_angles"][..., 1])
+        np.testing.assert_array_equal(a["candidate_features"][:, :, d:][real], angles[real])
+        action = info["teacher_action"]
+        a, _, _, _, info = full.step(action)
+        b, _, _, _, _ = lean.step(action)

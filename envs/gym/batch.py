@@ -111,8 +111,9 @@ class BatchState:
         out = np.empty((self.batch_size, VIEW_COUNT, d + ANGLE_DIM), dtype=np.float32)
         out[~self.active] = 0.0
         live = np.flatnonzero(self.active)
-        for i, r in zip(live.tolist(), self.row[live].tolist()):  # row by row: faster than a fancy-index gather
-            out[i, :, :d] = t.features[r]  # (36, D)
+        bank = t.bank.array
+        for i, r in zip(live.tolist(), t.feature_row[self.row[live]].tolist()):  # row by row: faster than a
+            out[i, :, :d] = bank[r]  # (36, D)                                      fancy-index gather
         out[live, :, d:] = self.view_angles[self.heading_ix[live]]  # (n, 36, 128)
         return out
 
@@ -143,7 +144,7 @@ class BatchState:
         live = np.flatnonzero(self.active)  # finished episodes observe zeros
         rows = self.row[live]
         feats = np.empty((len(live), t.max_candidates, d + ANGLE_DIM), dtype=np.float32)
-        feats[..., :d] = t.features[rows[:, None], t.cand_point[rows]]  # (n, K, D)
+        feats[..., :d] = t.bank.array[t.feature_row[rows][:, None], t.cand_point[rows]]  # (n, K, D)
         heading, elevation = self.candidate_angles()
         feats[..., d:] = angle_features(heading[live], elevation[live], ANGLE_DIM)  # (n, K, 128)
         feats[t.cand_target[rows] < 0] = 0.0  # padding

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.datadir import DataDir, DataError, data_error, read_json
-from envs.gym.tables import ViewpointTables, build_tables
+from envs.gym.tables import FeatureBank, ViewpointTables, build_tables
 from envs.kernel.navgraph import load_graphs
 from envs.world.builtin import resolve_data_dir
 from features.store import open_features
@@ -23,6 +23,7 @@ from tasks.rxr import language_group
 from tasks.splits import JOINT, build_joint_vocab, build_vocabs, check_task, load_split
 
 DEFAULT_MAX_INSTR_LEN = {"r2r": 80, "rxr": 160}
+BLIND_FEATURE_DIM = 640  # the size of the zero features of --features none (CLIP RN50x4's)
 
 
 @dataclass
@@ -113,21 +114,40 @@ def _load_cached(root: str, task: str, split: str, features, languages: tuple[st
                          + (f" in languages {languages}" if languages else ""))
     conn = data.require(data.connectivity, "connectivity folder")
     graphs = load_graphs(conn, sorted({ep.scan for ep in episodes}))
-    dtype = np.dtype(feature_dtype)
-    features_path = None
-    if features is not None and not isinstance(features, str):  # an in-memory source with .table()
-        tables = build_tables(graphs, features, feature_dtype=dtype)
-    else:
-        features_path = resolve_features(data, features)
-        if features_path is None:
-            tables = build_tables(graphs, None, feature_dtype=dtype)
-        else:
-            with open_features(features_path) as store:
-                tables = build_tables(graphs, store, feature_dtype=dtype)
+    tables = build_tables(graphs, _bank(data, features, feature_dtype))
     vocabs = _cached_vocabs(str(data.root), task, languages, joint)
-    out = TaskData(data.root, task, split, episodes, tables, vocabs, DEFAULT_MAX_INSTR_LEN[task], features_path)
+    source = tables.bank.source
+    out = TaskData(data.root, task, split, episodes, tables, vocabs, DEFAULT_MAX_INSTR_LEN[task],
+                   source.path if isinstance(source, FeatureFile) else None)
     out.encode_all()
     return out
+
+
+class FeatureFile:
+    """A feature file as a :class:`FeatureBank` source: opened for each read, closed after."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def table(self, keys: list[str], dtype) -> np.ndarray:
+        with open_features(self.path) as store:
+            return store.table(keys, dtype=dtype)
+
+
+_BANKS: dict[tuple, FeatureBank] = {}
+
+
+def _bank(data: DataDir, features, feature_dtype: str) -> FeatureBank:
+    """The process's bank for this feature source and dtype (every split of a run shares it): an in-memory
+    source with ``.table()``, a file named or found as :func:`resolve_features` says, or zeros (``"none"``)."""
+    if features is not None and not isinstance(features, str):
+        key, source = ("memory", features, feature_dtype), features
+    else:
+        path = resolve_features(data, features)
+        key, source = ("file", str(path.resolve()) if path else None, feature_dtype), path and FeatureFile(path)
+    if key not in _BANKS:
+        _BANKS[key] = FeatureBank(source, BLIND_FEATURE_DIM, feature_dtype)
+    return _BANKS[key]
 
 
 @lru_cache(maxsize=8)

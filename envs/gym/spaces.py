@@ -24,7 +24,7 @@ def observation_space(data: TaskData, mode: str = "features") -> gym.spaces.Dict
         spaces["candidate_features"] = gym.spaces.Box(-FEATURE_LIMIT, FEATURE_LIMIT, shape=(k, dim),
                                                       dtype=np.float32)
     elif mode == "indices":
-        spaces["viewpoint"] = gym.spaces.Box(0, len(data.tables.keys) - 1, shape=(), dtype=np.int64)
+        spaces["viewpoint"] = gym.spaces.Box(0, len(data.tables.features) - 1, shape=(), dtype=np.int64)
         spaces["heading_index"] = gym.spaces.Box(0, HEADING_COUNT - 1, shape=(), dtype=np.int64)
         spaces["candidate_view"] = gym.spaces.Box(0, VIEW_COUNT - 1, shape=(k,), dtype=np.int64)
         spaces["candidate_angles"] = gym.spaces.Box(-2 * np.pi, 2 * np.pi, shape=(k, 2), dtype=np.float32)

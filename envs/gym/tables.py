@@ -2,7 +2,8 @@
 
 Every included viewpoint of the split's scans gets a global row ``g``:
 
-- ``features[g]`` is its [36, D] view-feature block (zeros for the blind ablation);
+- ``features[feature_row[g]]`` is its [36, D] view-feature block, in a :class:`FeatureBank` that every split of
+  the same feature file shares (a training run's train, val and test envs hold each viewpoint once);
 - ``cand_*[g, k]`` are its padded panoramic candidates (target row, view index, absolute heading and
   elevation), in EnvDrop's order (:mod:`envs.gym.candidates`);
 - the scans' shortest distances and next hops, flattened, answer "how far to the goal" and "which step next"
@@ -22,6 +23,38 @@ from envs.kernel.navgraph import NavGraph
 from features.layout import feature_key
 
 
+class FeatureBank:
+    """The [36, D] feature blocks of every viewpoint loaded so far from one source, one row each.
+
+    Splits add their viewpoints as they load (:meth:`rows`); a viewpoint already held is not read or stored
+    again. ``array`` grows by concatenation, so a table reads it through the bank, never keeps it.
+    """
+
+    def __init__(self, source, dim: int, dtype) -> None:
+        self.source, self.dtype = source, np.dtype(dtype)
+        self.array = np.zeros((0, VIEW_COUNT, dim), dtype=self.dtype)  # [R, 36, D]
+        self.row_of: dict[str, int] = {}
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[-1])
+
+    def rows(self, keys: list[str]) -> np.ndarray:
+        """The bank rows of ``keys`` (``scan_viewpoint``), loading the missing ones first. A blind bank
+        (``source`` None) holds one block of zeros that every key shares."""
+        if self.source is None:
+            if not len(self.array):
+                self.array = np.zeros((1, VIEW_COUNT, self.dim), dtype=self.dtype)
+            return np.zeros(len(keys), dtype=np.int64)
+        missing = [k for k in dict.fromkeys(keys) if k not in self.row_of]
+        if missing:
+            block = self.source.table(missing, dtype=self.dtype)  # (M, 36, D')
+            start = len(self.array)
+            self.array = np.concatenate([self.array, block]) if start else np.ascontiguousarray(block)
+            self.row_of.update((k, start + i) for i, k in enumerate(missing))
+        return np.array([self.row_of[k] for k in keys], dtype=np.int64)
+
+
 @dataclass
 class ViewpointTables:
     """Dense per-viewpoint arrays for one set of scans (see the module docstring)."""
@@ -32,7 +65,8 @@ class ViewpointTables:
     scan_of_row: np.ndarray  # [G] int, index into scan_names
     scan_names: list[str]
     local_ix: np.ndarray  # [G] the viewpoint's ix in its scan's graph
-    features: np.ndarray  # [G, 36, D] float32 or float16
+    bank: FeatureBank  # the view features, shared with the other splits of the same source
+    feature_row: np.ndarray  # [G] each viewpoint's row in bank.array
     cand_target: np.ndarray  # [G, K] global row of the candidate (-1 on padding)
     cand_point: np.ndarray  # [G, K] view index the candidate is seen from
     cand_heading: np.ndarray  # [G, K] absolute heading (radians)
@@ -44,8 +78,13 @@ class ViewpointTables:
     hop_flat: np.ndarray  # the same layout: local ix of the next hop on a shortest path (-1 unreachable)
 
     @property
+    def features(self) -> np.ndarray:
+        """[R, 36, D] the bank's feature blocks (rows: :attr:`feature_row`)."""
+        return self.bank.array
+
+    @property
     def feature_dim(self) -> int:
-        return int(self.features.shape[-1])
+        return self.bank.dim
 
     @property
     def max_candidates(self) -> int:
@@ -70,13 +109,9 @@ class ViewpointTables:
         return self.hop_flat[self._pair_index(rows, goals)]
 
 
-def build_tables(graphs: dict[str, NavGraph], feature_source, feature_dim: int = 640,
-                 feature_dtype=np.float32) -> ViewpointTables:
-    """Number the included viewpoints of ``graphs``, gather their features and padded candidates.
-
-    ``feature_source`` is a :class:`features.layout.FeatureStore` or ``None`` for zero features of
-    ``feature_dim`` channels (the blind ablation).
-    """
+def build_tables(graphs: dict[str, NavGraph], bank: FeatureBank) -> ViewpointTables:
+    """Number the included viewpoints of ``graphs``, find their features in ``bank`` (loading what it does
+    not hold yet) and build their padded candidates."""
     scan_names = sorted(graphs)
     keys: list[tuple[str, str]] = []
     scan_of_row, local_ix = [], []
@@ -87,10 +122,7 @@ def build_tables(graphs: dict[str, NavGraph], feature_source, feature_dim: int =
             scan_of_row.append(s)
             local_ix.append(int(ix))
     row_of = {key: g for g, key in enumerate(keys)}
-    if feature_source is None:
-        features = np.zeros((len(keys), VIEW_COUNT, feature_dim), dtype=feature_dtype)
-    else:
-        features = feature_source.table([feature_key(scan, vp) for scan, vp in keys], dtype=feature_dtype)
+    feature_row = bank.rows([feature_key(scan, vp) for scan, vp in keys])
 
     index = build_candidate_index({scan: graphs[scan] for scan in scan_names})
     per_row = [index.for_viewpoint(scan, vp) for scan, vp in keys]
@@ -113,5 +145,5 @@ def build_tables(graphs: dict[str, NavGraph], feature_source, feature_dim: int =
     dist_flat = np.concatenate([graphs[scan].distances.ravel() for scan in scan_names])
     hop_flat = np.concatenate([graphs[scan].next_hop_table.ravel() for scan in scan_names]).astype(np.int64)
     return ViewpointTables(graphs, row_of, keys, np.asarray(scan_of_row), scan_names, np.asarray(local_ix),
-                           features, cand_target, cand_point, cand_heading, cand_elevation, cand_count,
+                           bank, feature_row, cand_target, cand_point, cand_heading, cand_elevation, cand_count,
                            base, sizes, dist_flat, hop_flat)

@@ -32,12 +32,13 @@ class EpisodeSampler:
     """
 
     def __init__(self, episodes: list[Episode], batch_size: int, seed: int | None = None,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, shard: tuple[int, int] = (0, 1)) -> None:
         if not episodes:
             raise ValueError("an episode sampler needs at least one episode")
         self.episodes = list(episodes)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.rank, self.world_size = shard  # draw world_size x batch_size, keep slice `rank` (torchrun)
         self.reseed(seed)
 
     def reseed(self, seed: int | None) -> None:
@@ -47,17 +48,19 @@ class EpisodeSampler:
         self._cursor = len(self._order)
 
     def next_batch(self) -> list[Episode]:
-        """The next ``batch_size`` episodes."""
-        if self._cursor + self.batch_size > len(self._order):
+        """The next ``batch_size`` episodes (with a shard: this rank's slice of the next global batch, which
+        every rank draws identically)."""
+        size = self.batch_size * self.world_size
+        if self._cursor + size > len(self._order):
             if self.shuffle:
                 self._rng.shuffle(self._order)
             self._cursor = 0
-        take = self._order[self._cursor : self._cursor + self.batch_size]
-        self._cursor += self.batch_size
+        take = self._order[self._cursor : self._cursor + size]
+        self._cursor += size
         batch = [self.episodes[j] for j in take]
-        while len(batch) < self.batch_size:  # a split smaller than the batch
+        while len(batch) < size:  # a split smaller than the batch
             batch.append(self.episodes[int(self._rng.integers(len(self.episodes)))])
-        return batch
+        return batch[self.rank * self.batch_size: (self.rank + 1) * self.batch_size]
 
     def get_state(self) -> dict:
         """Where the sampler is (shuffle state, order, cursor), for exact resumption."""
@@ -89,6 +92,8 @@ class VLNVectorEnv(VectorEnv):
             success bonus of 1 at STOP; for RxR).
         joint: one vocabulary for every language of an RxR env (a joint multilingual model) instead of one
             per language group.
+        shard: ``(rank, world_size)`` under torchrun: the sampler draws the global batch of
+            ``num_envs * world_size`` episodes on every rank and this env plays slice ``rank`` of it.
         episodes: play these episodes instead of the split's (e.g. augmented paths in the split's houses).
         metrics_in_info: put each finished episode's metrics in ``info["metrics"]`` at its last step (the
             trainer turns this off and asks :meth:`metrics` only when it evaluates).
@@ -106,7 +111,8 @@ class VLNVectorEnv(VectorEnv):
                  languages: list[str] | None = None, seed: int | None = None, shuffle: bool = True,
                  feature_dtype: str = "float32", observation_mode: str = "features",
                  metrics_in_info: bool = True, episodes: list[Episode] | None = None,
-                 teacher: str = "shortest", reward: str = "goal", joint: bool = False) -> None:
+                 teacher: str = "shortest", reward: str = "goal", joint: bool = False,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.data = load_task_data(data_dir, split, task, features, languages, feature_dtype, joint)
         self.num_envs = num_envs
         self.max_steps = max_steps
@@ -119,7 +125,7 @@ class VLNVectorEnv(VectorEnv):
                                 teacher=teacher, reward=reward)
         self.metrics_in_info = metrics_in_info
         self.sampler = EpisodeSampler(episodes if episodes is not None else self.data.episodes, num_envs, seed,
-                                      shuffle)
+                                      shuffle, shard)
         self._by_id = {ep.instr_id: ep for ep in self.sampler.episodes}
 
     # -- conveniences the agent uses ---------------------------------------------------------------
@@ -145,7 +151,7 @@ class VLNVectorEnv(VectorEnv):
 
     @property
     def feature_table(self) -> np.ndarray:
-        """[G, 36, D] image features of every viewpoint row (``observation_mode="indices"``)."""
+        """[R, 36, D] image features, one row per viewpoint (``observation_mode="indices"``: row ``viewpoint``)."""
         return self.data.tables.features
 
     @property
@@ -219,7 +225,7 @@ class VLNVectorEnv(VectorEnv):
         if self.observation_mode == "indices":
             return {
                 "instruction": s.instructions.copy(),
-                "viewpoint": s.row.copy(),
+                "viewpoint": self.data.tables.feature_row[s.row],
                 "heading_index": s.heading_ix.copy(),
                 "candidate_view": self.data.tables.cand_point[s.row],
                 "candidate_angles": np.stack(s.candidate_angles(), axis=-1),

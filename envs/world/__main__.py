@@ -9,6 +9,7 @@ from pathlib import Path
 
 from envs.cli import add_config_arguments, add_debug_option, command, config_from_args
 from envs.datadir import DataError
+from envs.world.vl import VLConfig
 from envs.world.writer import WorldConfig, build_world
 
 
@@ -31,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m envs.world", description=__doc__)
     add_config_arguments(p, BuildCommand)
     add_config_arguments(p, WorldConfig)
+    add_config_arguments(p, VLConfig)
     add_debug_option(p)
     return p
 
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> int:
     build, config = config_from_args(BuildCommand, args), config_from_args(WorldConfig, args)
     if build.clip_encoder and not config.skyboxes:
         raise DataError("--clip-encoder needs skyboxes (drop --no-skyboxes)")
-    summary = build_world(build.out, config, force=build.force)
+    summary = build_world(build.out, config, force=build.force, vl=config_from_args(VLConfig, args))
     print(summary.describe())
     if build.clip_encoder:
         return extract_clip(build.out, build.clip_encoder, build.clip_weights)

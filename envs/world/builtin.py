@@ -11,13 +11,20 @@ import sys
 from pathlib import Path
 
 from envs.datadir import cache_dir, data_error
-from envs.world.writer import WORLD_VERSION, WorldConfig, build_world
+from envs.world.vl import VLConfig, build_vl, read_manifest
+from envs.world.writer import WORLD_VERSION, WorldConfig, worker_count, build_world, house_roles
 
 
 def default_world_dir() -> Path:
-    """The built-in world's folder, built first if it is not in the cache yet."""
+    """The built-in world's folder, built first if it is not in the cache yet (a world cached before the V&L
+    data existed gets its ``vl/`` folder added)."""
     out = cache_dir() / f"world-v{WORLD_VERSION}-seed0"
     if (out / "world.json").exists():
+        if read_manifest(out) is None:
+            config = WorldConfig()
+            print(f"Adding the V&L data to the built-in world in {out} (once)...", flush=True)
+            build_vl(out, house_roles(config), config.seed, config.second_floor_prob, config.image_size,
+                     VLConfig(), worker_count(config))
         return out
     print(f"Building the built-in synthetic world into {out} (once; a few seconds)...", flush=True)
     try:

@@ -33,6 +33,7 @@ from envs.world import concepts
 from envs.world.language import r2r_instruction, route_plan, rxr_instruction, timed_words
 from envs.world.layout import COLOURS, OBJECT_KINDS, ROOM_TYPES, House, generate_house, pose_matrix
 from envs.world.raycast import cast, render_skybox, surfaces
+from envs.world.vl import VLConfig, build_vl
 from features.hdf5 import HDF5FeatureWriter
 
 WORLD_VERSION = 4  # bumped when the generated content changes (cache folder name); 4: RxR paths are detours
@@ -85,12 +86,17 @@ class WorldSummary:
     rxr_episodes: dict[str, int] = field(default_factory=dict)
     vocabulary: int = 0  # distinct words of the R2R train instructions
     seconds: float = 0.0
+    vl: dict | None = None  # the V&L data's manifest (vl/vl.json), when built
 
     def describe(self) -> str:
         r2r = ", ".join(f"{k} {v}" for k, v in self.episodes.items())
         rxr = ", ".join(f"{k} {v}" for k, v in self.rxr_episodes.items())
+        vl = ""
+        if self.vl:
+            vl = (f"; V&L: {sum(self.vl['images'].values())} images, {sum(self.vl['questions'].values())} "
+                  f"questions, {self.vl['captions']} captions ({self.vl['seconds']:.1f} s)")
         return (f"Built world in {self.out}: {self.houses} houses, {self.viewpoints} viewpoints; "
-                f"R2R instructions: {r2r}; RxR instructions: {rxr}; vocabulary {self.vocabulary} words; "
+                f"R2R instructions: {r2r}; RxR instructions: {rxr}; vocabulary {self.vocabulary} words{vl}; "
                 f"{self.seconds:.1f} s")
 
 
@@ -154,9 +160,13 @@ def _house_work(args: tuple) -> tuple[int, list[tuple[str, np.ndarray]]]:
 # ------------------------------------------------------------------------------------------------- build
 
 
-def build_world(out: Path, config: WorldConfig | None = None, force: bool = False) -> WorldSummary:
-    """Write a complete world data directory at ``out`` (atomically); see the package docstring."""
+def build_world(out: Path, config: WorldConfig | None = None, force: bool = False,
+                vl: VLConfig | None = None) -> WorldSummary:
+    """Write a complete world data directory at ``out`` (atomically); see the package docstring. The V&L data
+    (:mod:`envs.world.vl`) goes into ``out/vl`` unless ``vl.vl`` is False; the navigation files do not depend
+    on it."""
     config = config or WorldConfig()
+    vl = vl or VLConfig()
     out = Path(out)
     if out.exists() and not force:
         raise data_error(out, "already exists", "Choose another --out, or pass --force to replace it")
@@ -166,6 +176,9 @@ def build_world(out: Path, config: WorldConfig | None = None, force: bool = Fals
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-{os.getpid()}-", dir=out.parent))
     try:
         summary = _build_into(tmp, config)
+        if vl.vl:
+            summary.vl = build_vl(tmp, house_roles(config), config.seed, config.second_floor_prob,
+                                  config.image_size, vl, worker_count(config))
         _publish(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,9 +229,19 @@ def _publish(tmp: Path, out: Path, force: bool) -> None:
             shutil.rmtree(trash, ignore_errors=True)
 
 
+def house_roles(config: WorldConfig) -> list[str]:
+    """Each house's role (``seen``, ``unseen``, ``test``) in index order."""
+    return ["seen"] * config.houses_seen + ["unseen"] * config.houses_unseen + ["test"] * config.houses_test
+
+
+def worker_count(config: WorldConfig) -> int:
+    """Processes for the per-house work (see ``WorldConfig.workers``)."""
+    return config.workers or min(4, os.cpu_count() or 1)
+
+
 def _build_into(tmp: Path, config: WorldConfig) -> WorldSummary:
     data = DataDir(tmp)
-    roles = (["seen"] * config.houses_seen + ["unseen"] * config.houses_unseen + ["test"] * config.houses_test)
+    roles = house_roles(config)
     if not roles:
         raise data_error("--houses-seen/--houses-unseen/--houses-test", "a world needs at least one house")
     houses = [generate_house(config.seed, i, config.second_floor_prob) for i in range(len(roles))]
@@ -341,7 +364,7 @@ def _facing_object(house: House, start: int, heading: float):
 
 
 def _write_features_and_skyboxes(tmp: Path, config: WorldConfig, houses: list[House]) -> None:
-    workers = config.workers or min(4, os.cpu_count() or 1)
+    workers = worker_count(config)
     jobs = [(config, i, str(tmp)) for i in range(len(houses))]
     attrs = {"encoder": "world-concepts", "weights": f"world-v{WORLD_VERSION}-seed{config.seed}",
              "image_w": R2R_CAMERA.width, "image_h": R2R_CAMERA.height, "vfov": R2R_VFOV_DEGREES, "projection_seed": concepts.PROJECTION_SEED}

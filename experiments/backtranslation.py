@@ -1,0 +1,97 @@
+"""Does back-translation help? Issue #16's comparison on the built-in world, reproducible with one command.
+
+Per training seed, on the built-in R2R world: a speaker and a follower are trained (stage 1, to the budget
+given), then the follower is fine-tuned two ways from the same weights, with the same number of updates, the
+same learning rate (``--bt-lr``) and fresh optimisers:
+
+- back-translation: every update a real batch and a batch of speaker-written instructions on sampled paths
+  (with environment dropout), as EnvDrop;
+- plain: every update a real batch only (continued ordinary training).
+
+    python experiments/backtranslation.py --seeds 0 1 2 --out runs/backtranslation
+
+Each model is a normal run folder under ``--out`` (rerun the command after a kill to resume), and the table
+(val_unseen SR and SPL of stage 1 and of both arms, per seed, mean and spread) goes to ``--out/table.md`` and
+``--out/table.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from envs.atomic import write_json  # noqa: E402
+from envs.world import default_world_dir  # noqa: E402
+from experiments.runs import train_run  # noqa: E402
+
+METRICS = ("success", "spl")
+
+
+def val_unseen(run: Path, which: str) -> dict[str, float]:
+    """val_unseen SR and SPL of a run: its best evaluation (by the run's own selection) or its last one."""
+    scores = json.loads((run / "scores.json").read_text())
+    record = scores["best"]["follower"]["scores"] if which == "best" else scores["history"][-1]
+    return {m: float(record[f"val_unseen/{m}"]) for m in METRICS}
+
+
+def one_seed(seed: int, data: Path, args: argparse.Namespace) -> dict[str, dict]:
+    out = args.out / f"seed{seed}"
+    common = ["r2r", "--data-dir", str(data), "--seed", str(seed), "--threads", str(args.threads), "--quiet",
+              "--batch-size", str(args.batch_size)]
+    speaker = train_run(out / "speaker", [*common, "--only", "speaker", "--speaker-iters", str(args.speaker_iters),
+                                          "--eval-every", str(args.speaker_iters)])
+    base = train_run(out / "follower", [*common, "--only", "follower", "--iters", str(args.iters),
+                                        "--eval-every", str(args.eval_every)])
+    start = ["--follower-checkpoint", str(base / "follower_best.pt"), "--eval-every", str(args.eval_every)]
+    bt = train_run(out / "backtranslation", [*common, "--backtranslate", *start, "--bt-iters", str(args.more),
+                                             "--speaker-checkpoint", str(speaker / "speaker_best.pt"),
+                                             "--bt-lr", str(args.bt_lr)])
+    plain = train_run(out / "plain", [*common, "--only", "follower", *start, "--iters", str(args.more),
+                                      "--lr", str(args.bt_lr)])
+    return {"stage 1 (best)": val_unseen(base, "best"),
+            "plain, last": val_unseen(plain, "last"), "back-translation, last": val_unseen(bt, "last"),
+            "plain, best": val_unseen(plain, "best"), "back-translation, best": val_unseen(bt, "best")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--out", type=Path, default=Path("runs/backtranslation"), help="output folder")
+    parser.add_argument("--speaker-iters", type=int, default=150, help="speaker iterations")
+    parser.add_argument("--iters", type=int, default=400, help="follower stage-1 iterations")
+    parser.add_argument("--more", type=int, default=200, help="updates of each arm after stage 1")
+    parser.add_argument("--eval-every", type=int, default=100, help="iterations between evaluations")
+    parser.add_argument("--bt-lr", type=float, default=1e-4, help="learning rate of both arms (EnvDrop's)")
+    parser.add_argument("--batch-size", type=int, default=64, help="episodes per rollout")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    args = parser.parse_args(argv)
+    data = default_world_dir()
+    table = {seed: one_seed(seed, data, args) for seed in args.seeds}
+    write_json(args.out / "table.json", {str(k): v for k, v in table.items()}, indent=2)
+    rows = list(next(iter(table.values())))
+    lines = [f"R2R val_unseen on the built-in world: SR / SPL in % (speaker {args.speaker_iters}, follower "
+             f"{args.iters}, then {args.more} updates per arm at lr {args.bt_lr:g}, batch {args.batch_size})", "",
+             "| follower | " + " | ".join(f"seed {s}" for s in table) + " | mean ± sd |",
+             "| --- |" + " --- |" * (len(table) + 1)]
+    for row in rows:
+        cells = [f"{100 * table[s][row]['success']:.1f} / {100 * table[s][row]['spl']:.1f}" for s in table]
+        sr = np.array([100 * table[s][row]["success"] for s in table])
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {sr.mean():.1f} ± {sr.std(ddof=1) if len(sr) > 1 else 0:.1f} |")
+    delta = np.array([100 * (table[s]["back-translation, last"]["success"] - table[s]["plain, last"]["success"])
+                      for s in table])
+    lines += ["", f"back-translation minus plain (last evaluation), SR points: "
+                  f"{', '.join(f'{d:+.1f}' for d in delta)} (mean {delta.mean():+.1f})"]
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

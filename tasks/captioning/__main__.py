@@ -1,0 +1,18 @@
+"""``python -m tasks.captioning train|eval ...``: see :mod:`tasks.captioning.train` and
+:mod:`tasks.captioning.evaluate` (``python -m tasks.captioning COMMAND --help`` lists each command's options)."""
+
+from __future__ import annotations
+
+import sys
+
+from tasks.vl.commands import dispatch
+
+COMMANDS = {"train": "tasks.captioning.train", "eval": "tasks.captioning.evaluate"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch("python -m tasks.captioning", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

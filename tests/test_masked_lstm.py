@@ -1,0 +1,53 @@
+"""masked_bilstm gives what nn.LSTM gives on a packed sequence: outputs, final cells and every gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from agents.masked_lstm import masked_bilstm
+
+B, T, D, H = 6, 9, 5, 4
+
+
+def packed_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor):
+    out, (_, c_n) = lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], c_n
+
+
+def outputs_and_gradients(run, lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor):
+    lstm.zero_grad()
+    x = x.detach().requires_grad_()
+    out, c_n = run(lstm, x, lengths)
+    g = torch.Generator().manual_seed(1)  # the same random loss weights for both runs
+    loss = (out * torch.randn(out.shape, generator=g)).sum() + (c_n * torch.randn(c_n.shape, generator=g)).sum()
+    loss.backward()
+    return [out, c_n, x.grad] + [p.grad for p in lstm.parameters()]
+
+
+@pytest.mark.parametrize("lengths", [[9, 1, 4, 9, 2, 7], [3, 3, 3, 3, 3, 3], [9] * 6])
+def test_equals_packed_run(lengths):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(D, H, batch_first=True, bidirectional=True)
+    x, lengths = torch.randn(B, T, D) * 3, torch.tensor(lengths)
+    x[torch.arange(T) >= lengths.unsqueeze(1)] = torch.randn(1, D) * 5  # padding holds garbage, not zeros
+    expected = outputs_and_gradients(packed_bilstm, lstm, x, lengths)
+    got = outputs_and_gradients(masked_bilstm, lstm, x, lengths)
+    names = ["out", "c_n", "x.grad"] + [name for name, _ in lstm.named_parameters()]
+    for name, a, b in zip(names, expected, got):
+        assert torch.allclose(a, b, atol=1e-5), f"{name} differs by {float((a - b).abs().max())}"
+    padding = torch.arange(T) >= lengths.unsqueeze(1)
+    assert torch.equal(got[0][padding], torch.zeros_like(got[0][padding]))
+    assert torch.equal(got[2][padding], torch.zeros_like(got[2][padding]))  # padding gets no gradient
+
+
+def test_keeps_the_lstm_parameters_and_eval_mode():
+    lstm = nn.LSTM(D, H, batch_first=True, bidirectional=True).eval()
+    before = {k: v.clone() for k, v in lstm.state_dict().items()}
+    with torch.no_grad():
+        out, c_n = masked_bilstm(lstm, torch.randn(B, T, D), torch.full((B,), T))
+    assert out.shape == (B, T, 2 * H) and c_n.shape == (2, B, H)
+    assert before.keys() == lstm.state_dict().keys()
+    assert all(torch.equal(before[k], v) for k, v in lstm.state_dict().items())
