@@ -146,8 +146,12 @@ def test_every_command_takes_debug():
 
     commands = {"agents.train": [], "agents.evaluate": [], "agents.baselines": [], "agents.augment": [],
                 "eval.__main__": ["r2r"], "eval.replay.__main__": [], "features.extract": [], "features.convert": [],
-                "envs.world.__main__": []}
-    for name, prefix in commands.items():
+                "envs.world.__main__": [], "features.gradcam": [], "tasks.vqa.train": [], "tasks.vqa.evaluate": [],
+                "tasks.vqa.zeroshot": [], "tasks.captioning.train": [], "tasks.captioning.evaluate": []}
+    commands = [*commands.items(), ("tasks.vqa.__main__", ["train"]), ("tasks.vqa.__main__", ["eval"]),
+                ("tasks.vqa.__main__", ["zeroshot"]), ("tasks.captioning.__main__", ["train"]),
+                ("tasks.captioning.__main__", ["eval"])]
+    for name, prefix in commands:
         main = importlib.import_module(name).main
         assert hasattr(main, "__wrapped__"), f"{name}.main is not wrapped by envs.cli.command"
         text = io.StringIO()

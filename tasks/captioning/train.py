@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from envs.atomic import write_json
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataError
 from tasks.captioning.data import CaptionedImage, load_karpathy, split_images
 from tasks.captioning.metrics import CiderD, coco_scores, tokenize
@@ -217,16 +217,13 @@ def train(cfg: CaptionTrainConfig) -> Run:
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(CaptionTrainConfig, argv, prog="python -m tasks.captioning train",
                        description=__doc__.splitlines()[0])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    try:
-        run = train(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run = train(cfg)
     if not cfg.quiet:
         print(f"done. best val {run.best.get('val')} (iteration {run.best.get('iteration')})\noutputs: {run.out}")
     return 0
