@@ -36,8 +36,11 @@ from eval.replay.__main__ import main as replay_main
 from features.convert import main as convert_main
 from features.extract import main as extract_main
 from features.tsv import write_tsv
+from tasks.captioning.__main__ import main as caption_main
 from tasks.splits import load_split
 from tasks.tokenize import Vocab
+from tasks.vl.snli_ve import load_snli_ve
+from tasks.vqa.__main__ import main as vqa_main
 
 TINY = ["--batch-size", "4", "--eval-every", "2", "--quiet", "--seed", "3", "--threads", "1"]
 
@@ -499,6 +502,8 @@ def test_the_corpus_covers_every_kind():
                      "feature HDF5", "skybox", "vocabulary", "checkpoint"}
     assert len(CASES) >= 40
     assert len({(c.kind, c.name) for c in CASES}) == len(CASES)
+    assert {case.kind for case in VL_CASES} == {"VQA file", "caption file", "SNLI-VE file", "V&L checkpoint"}
+    assert len({(c.kind, c.name) for c in VL_CASES}) == len(VL_CASES)
 
 
 def _command(case: Case, data: Path, broken: Path, base: dict, tmp: Path) -> list[str] | None:
@@ -634,3 +639,192 @@ def test_debug_shows_the_traceback(base, tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPVIL_DEBUG", "1")
     with pytest.raises(DataError, match="results file not found"):
         eval_main(argv)
+
+
+# ------------------------------------------------------------------------------------------------ V&L files
+# The V&L commands on the small V&L world's files: VQA questions, annotations and label space through
+# ``tasks.vqa eval`` / ``train``, caption files through ``tasks.captioning eval``, SNLI-VE through its loader (no
+# command reads it yet), and checkpoints crossing between the navigation and the V&L commands.
+VQA_TINY = ["--head", "pythia", "--hidden", "32", "--joint-dim", "32", "--batch-size", "16", "--iters", "2",
+            "--eval-every", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def vl_base(small_vl_world, base, tmp_path_factory):
+    """Gold VQA and caption results of the val split (every answer and caption a reference), and a VQA run."""
+    root = tmp_path_factory.mktemp("vl_corpus")
+    vl = small_vl_world / "vl"
+    annotations = json.loads((vl / "vqa" / "val_annotations.json").read_text())["annotations"]
+    vqa_gold = root / "vqa_gold.json"
+    vqa_gold.write_text(json.dumps([{"question_id": a["question_id"], "answer": a["answers"][0]["answer"]}
+                                    for a in annotations]))
+    images = json.loads((vl / "captions" / "dataset_world.json").read_text())["images"]
+    caption_gold = root / "caption_gold.json"
+    caption_gold.write_text(json.dumps([{"image_id": im["cocoid"], "caption": im["sentences"][0]["raw"]}
+                                        for im in images if im["split"] == "val"]))
+    run = root / "vqa_run"
+    assert vqa_main(["train", "--data-dir", str(small_vl_world), "--out", str(run), *VQA_TINY]) == 0
+    return {"world": small_vl_world, "vl": vl, "vqa_gold": vqa_gold, "caption_gold": caption_gold, "vqa_run": run,
+            "nav_world": base["world"], "nav_run": base["run"]}
+
+
+@dataclass
+class VLCase:
+    kind: str
+    name: str
+    breaker: Callable  # (vl_base, tmp_path) -> the broken file's path
+    command: str
+    expect: str
+
+
+def _vl_json(rel: str, change) -> Callable:
+    def breaker(vb, tmp):
+        path = tmp / Path(rel).name
+        shutil.copy(vb["vl"] / rel, path)
+        edit_json(path, change)
+        return path
+    return breaker
+
+
+def _vl_lines(change) -> Callable:
+    def breaker(vb, tmp):
+        path = tmp / "snli_ve_dev.jsonl"
+        lines = [json.loads(line) for line in (vb["vl"] / "snli_ve" / "snli_ve_dev.jsonl").read_text().splitlines()]
+        change(lines)
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return path
+    return breaker
+
+
+def _run_folder(key: str) -> Callable:
+    """A copy of a run folder of the other kind of task, to --resume in: its checkpoint.pt is the broken file."""
+    def breaker(vb, tmp):
+        shutil.copytree(vb[key], tmp / "run")
+        return tmp / "run" / "checkpoint.pt"
+    return breaker
+
+
+def _set(path: str, value) -> Callable:
+    """Set ``data[k1][k2]...`` (a dotted path of keys and list indices) to ``value``."""
+    *parents, last = [int(k) if k.lstrip("-").isdigit() else k for k in path.split(".")]
+
+    def change(data):
+        for key in parents:
+            data = data[key]
+        data[last] = value
+    return change
+
+
+VL_CASES = [
+    VLCase("VQA file", "no questions", _vl_json("vqa/val_questions.json", _set("questions", [])), "vqa-questions",
+           "field 'questions' is an empty list"),
+    VLCase("VQA file", "a repeated question_id", _vl_json("vqa/val_questions.json", lambda d: d["questions"][1].update(
+        question_id=d["questions"][0]["question_id"])), "vqa-questions", "the same as questions[0]'s"),
+    VLCase("VQA file", "a blank question", _vl_json("vqa/val_questions.json", _set("questions.2.question", "  ")),
+           "vqa-questions", "field 'question' is empty"),
+    VLCase("VQA file", "an annotation without answers", _vl_json("vqa/val_annotations.json",
+           _set("annotations.0.answers", [])), "vqa-annotations", "field 'answers' is an empty list"),
+    VLCase("VQA file", "a number as an answer", _vl_json("vqa/val_annotations.json",
+           _set("annotations.1.answers.0.answer", 3)), "vqa-annotations", "field 'answer' is 3, expected str"),
+    VLCase("VQA file", "an answer twice in the label space", _vl_json("vqa/trainval_ans2label.json",
+           Replace(lambda d: list(d) + [next(iter(d))])), "vqa-labels", "appears twice"),
+    VLCase("caption file", "two images with one id", _vl_json("captions/dataset_world.json", lambda d: d["images"][1]
+           .update(cocoid=d["images"][0]["cocoid"])), "karpathy", "the same as images[0]'s"),
+    VLCase("caption file", "an image without captions", _vl_json("captions/dataset_world.json",
+           _set("images.0.sentences", [])), "karpathy", "field 'sentences' is an empty list"),
+    VLCase("caption file", "an unknown split", _vl_json("captions/dataset_world.json",
+           _set("images.0.split", "validation")), "karpathy", "field 'split' is 'validation'"),
+    VLCase("caption file", "a reference caption of a missing image", _vl_json("captions/captions_val.json",
+           _set("annotations.0.image_id", 999999)), "coco-references", "999999, which is not in the file's 'images'"),
+    VLCase("SNLI-VE file", "an unknown label", _vl_lines(_set("0.gold_label", "maybe")), "snli",
+           "field 'gold_label' is 'maybe'"),
+    VLCase("SNLI-VE file", "a repeated pairID", _vl_lines(lambda lines: lines[1].update(pairID=lines[0]["pairID"])),
+           "snli", "the same as line 1's"),
+    VLCase("SNLI-VE file", "a blank hypothesis", _vl_lines(_set("2.sentence2", "")), "snli",
+           "field 'sentence2' is empty"),
+    VLCase("V&L checkpoint", "a follower to VQA eval", lambda vb, tmp: vb["nav_run"] / "follower_best.pt",
+           "vqa-checkpoint", "is a follower (RUN/follower_best.pt of agents.train), not a VQA head"),
+    VLCase("V&L checkpoint", "a VQA head to agents.evaluate", lambda vb, tmp: vb["vqa_run"] / "best.pt",
+           "nav-evaluate", "is a VQA head (RUN/best.pt of tasks.vqa train), not a follower"),
+    VLCase("V&L checkpoint", "a VQA head to the captioning eval", lambda vb, tmp: vb["vqa_run"] / "best.pt",
+           "caption-checkpoint", "is a VQA head (RUN/best.pt of tasks.vqa train), not a captioner"),
+    VLCase("V&L checkpoint", "a VQA run to agents.train --resume", _run_folder("vqa_run"), "nav-resume",
+           "is the training state of a VQA run"),
+    VLCase("V&L checkpoint", "a navigation run to tasks.vqa train --resume", _run_folder("nav_run"), "vqa-resume",
+           "is the training state of a navigation run"),
+]
+
+
+def _vl_command(case: VLCase, broken: Path, vb: dict, tmp: Path) -> tuple[Callable, list[str]] | None:
+    vl, world = vb["vl"], str(vb["world"])
+    if case.command == "vqa-questions":
+        return vqa_main, ["eval", "--questions", str(broken), "--annotations", str(vl / "vqa" / "val_annotations.json"),
+                          "--results", str(vb["vqa_gold"])]
+    if case.command == "vqa-annotations":
+        return vqa_main, ["eval", "--questions", str(vl / "vqa" / "val_questions.json"), "--annotations", str(broken),
+                          "--results", str(vb["vqa_gold"])]
+    if case.command == "vqa-labels":
+        return vqa_main, ["train", "--data-dir", world, "--label-space", str(broken), "--out", str(tmp / "new_run"),
+                          *VQA_TINY]
+    if case.command == "karpathy":
+        return caption_main, ["eval", "--karpathy", str(broken), "--results", str(vb["caption_gold"]), "--split", "val"]
+    if case.command == "coco-references":
+        return caption_main, ["eval", "--karpathy", str(vl / "captions" / "dataset_world.json"), "--references",
+                              str(broken), "--results", str(vb["caption_gold"]), "--split", "val"]
+    if case.command == "vqa-checkpoint":
+        return vqa_main, ["eval", "--data-dir", world, "--checkpoint", str(broken)]
+    if case.command == "caption-checkpoint":
+        return caption_main, ["eval", "--data-dir", world, "--checkpoint", str(broken), "--split", "val"]
+    if case.command == "nav-evaluate":
+        return evaluate_main, ["--checkpoint", str(broken), "--data-dir", str(vb["nav_world"]), "--split", "val_seen",
+                               "--out", str(tmp / "results.json")]
+    if case.command == "nav-resume":
+        return train.main, ["r2r", "--data-dir", str(vb["nav_world"]), "--out", str(tmp / "run"), "--only",
+                            "follower", "--iters", "4", "--resume", *TINY]
+    if case.command == "vqa-resume":
+        return vqa_main, ["train", "--data-dir", world, "--out", str(tmp / "run"), "--resume", *VQA_TINY]
+    return None
+
+
+@pytest.mark.parametrize("case", VL_CASES, ids=[f"{c.kind}: {c.name}" for c in VL_CASES])
+def test_a_broken_vl_file_is_one_clear_error(case, vl_base, tmp_path, capsys):
+    broken = case.breaker(vl_base, tmp_path)
+    command = _vl_command(case, broken, vl_base, tmp_path)
+    if command is None:  # SNLI-VE: the loader raises the toolkit's error
+        with pytest.raises(DataError) as caught:
+            load_snli_ve(broken)
+        message = str(caught.value)
+        assert "\n" not in message
+    else:
+        before = _snapshot(tmp_path / "run") if case.command.endswith("resume") else None
+        main, argv = command
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == 2, (code, err[-2000:])
+        assert "Traceback" not in out + err
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, err[-2000:]
+        message = errors[0]
+        assert "unexpected" not in message and "bug" not in message
+        if before is not None:  # a failed resume changes nothing in the run folder
+            assert _snapshot(tmp_path / "run") == before
+    assert broken.name in message, message
+    assert case.expect in message, message
+    assert "weights_only" not in message
+
+
+def test_valid_vl_files_still_pass(vl_base, tmp_path, capsys):
+    """The same V&L commands on the unbroken files succeed, a VQA run resumes, SNLI-VE loads."""
+    vl, world = vl_base["vl"], str(vl_base["world"])
+    assert vqa_main(["eval", "--questions", str(vl / "vqa" / "val_questions.json"), "--annotations",
+                     str(vl / "vqa" / "val_annotations.json"), "--results", str(vl_base["vqa_gold"])]) == 0
+    assert caption_main(["eval", "--karpathy", str(vl / "captions" / "dataset_world.json"), "--references",
+                         str(vl / "captions" / "captions_val.json"), "--results", str(vl_base["caption_gold"]),
+                         "--split", "val"]) == 0
+    assert vqa_main(["eval", "--data-dir", world, "--checkpoint", str(vl_base["vqa_run"] / "best.pt")]) == 0
+    run = tmp_path / "run"
+    shutil.copytree(vl_base["vqa_run"], run)
+    assert vqa_main(["train", "--data-dir", world, "--out", str(run), "--resume", *VQA_TINY, "--iters", "4"]) == 0
+    assert load_checkpoint(run / "checkpoint.pt", kind="vqa-training-state")["iteration"] == 4
+    assert load_snli_ve(vl / "snli_ve" / "snli_ve_dev.jsonl")
+    assert "error" not in capsys.readouterr().err
