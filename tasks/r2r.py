@@ -66,15 +66,19 @@ def resolve_split_file(source: str | os.PathLike, split: str, task: str) -> Path
 
 
 SPLIT_FIX = "Check that this is an unmodified split file (download it again)"
+# The instructions of a path that has none yet: augmentation paths (python -m agents.augment, EnvDrop's
+# aug_paths.json), whose instructions the speaker writes. Any other blank instruction is refused.
+PATH_ONLY = [""]
 
 
 def load_r2r(source: str | os.PathLike, split: str) -> list[Episode]:
     """Episodes of one R2R split (``train``, ``val_seen``, ``val_unseen``, ``test``), one per instruction.
 
     ``source`` is a data directory (reads ``R2R/R2R_{split}.json``) or a split file. Each path is checked
-    (types, finite heading and distance, a non-empty path and instruction list, no empty instruction, no
-    repeated ``path_id``); a malformed file raises one :class:`DataError` naming the file, the entry and the
-    field. Paths are checked against the graphs by :func:`tasks.splits.check_paths`.
+    (types, finite heading and distance, a non-empty path and instruction list, no blank instruction except
+    the single ``""`` of a path-only entry (:data:`PATH_ONLY`), no repeated ``path_id``); a malformed file
+    raises one :class:`DataError` naming the file, the entry and the field. Paths are checked against the
+    graphs by :func:`tasks.splits.check_paths`.
     """
     path = resolve_split_file(source, split, "R2R")
     records = read_json(path, "R2R split file", "Download the split file again")
@@ -132,7 +136,8 @@ def _well_formed(record: object) -> bool:
     scan, distance = record.get("scan"), record.get("distance", 0.0)
     return (type(record.get("path_id")) is int and type(scan) is str and bool(scan.strip())
             and _texts(record.get("path")) and _finite(record.get("heading"))
-            and _finite(distance) and distance >= 0.0 and _texts(record.get("instructions")))
+            and _finite(distance) and distance >= 0.0
+            and (_texts(record.get("instructions")) or record.get("instructions") == PATH_ONLY))
 
 
 def _diagnose(path: Path, index: int, record: object) -> None:
@@ -144,7 +149,8 @@ def _diagnose(path: Path, index: int, record: object) -> None:
     check_texts(path, where, record, "path", "viewpoint ids", SPLIT_FIX)
     check_number(path, where, record, "heading", fix=SPLIT_FIX)
     check_number(path, where, record, "distance", optional=True, minimum=0.0, fix=SPLIT_FIX)
-    check_texts(path, where, record, "instructions", "instruction texts", SPLIT_FIX)
+    if record.get("instructions") != PATH_ONLY:
+        check_texts(path, where, record, "instructions", "instruction texts", SPLIT_FIX)
     raise AssertionError(f"{path}: {where} failed the quick check but passes every field check")
 
 

@@ -48,6 +48,7 @@ def test_episodes_expand_instructions(tmp_path):
         ({"instructions": ["ok", 5]}, r"entry 1 \(path_id 13\) field 'instructions'\[1\] is 5, not a string"),
         ({"instructions": []}, r"entry 1 \(path_id 13\) field 'instructions' is an empty list"),
         ({"instructions": ["ok", " "]}, r"entry 1 \(path_id 13\) field 'instructions'\[1\] is empty"),
+        ({"instructions": ["", ""]}, r"entry 1 \(path_id 13\) field 'instructions'\[0\] is empty"),
         ({"distance": -1}, r"entry 1 \(path_id 13\) field 'distance' is -1, expected at least 0"),
         ({"path_id": None}, r"entry 1 field 'path_id' is None, expected int"),
         ({"path_id": 12}, r"entry 1 field 'path_id' is 12, the same as entry 0's"),
@@ -58,6 +59,14 @@ def test_malformed_split_names_file_entry_field(tmp_path, bad, message):
                                        else dict(RECORD, **bad)])
     with pytest.raises(DataError, match=r"R2R_val_seen\.json: " + message):
         load_r2r(tmp_path, "val_seen")
+
+
+def test_augmentation_paths_load_without_instructions(tmp_path):
+    """A path-only entry (``instructions: [""]``, as agents.augment and EnvDrop's aug_paths.json write them)
+    loads: its instruction is written by the speaker."""
+    write_split(tmp_path, "aug_paths", [dict(RECORD, instructions=[""])])
+    (episode,) = load_r2r(tmp_path, "aug_paths")
+    assert episode.instr_id == "12_0" and episode.instruction == ""
 
 
 def test_missing_split_and_field(tmp_path):
