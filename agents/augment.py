@@ -14,7 +14,6 @@ them as an R2R-format file, e.g. for another codebase::
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from envs.atomic import write_json
-from envs.cli import parse_config
-from envs.datadir import DataDir, DataError
+from envs.cli import command, parse_config
+from envs.datadir import DataDir
 from envs.kernel.navgraph import NavGraph, load_graphs
 from envs.kernel.paths import R2R_PATHS, PathRule, sample_paths
 from envs.world.builtin import resolve_data_dir
@@ -80,18 +79,15 @@ class AugmentConfig:
     """seeds path sampling and start headings"""
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(AugmentConfig, argv, prog="python -m agents.augment", description=__doc__.split("\n\n")[0])
-    try:
-        data_dir = resolve_data_dir(cfg.data_dir)
-        scans = list(dict.fromkeys(ep.scan for ep in load_split(data_dir, "r2r", cfg.split)))
-        data = DataDir(data_dir)
-        graphs = load_graphs(data.require(data.connectivity, "connectivity folder"), scans)
-        episodes = augmentation_episodes(graphs, scans, rule=PathRule(cfg.min_edges, cfg.max_edges, cfg.min_distance),
-                                         max_paths_per_scan=cfg.max_paths_per_scan, seed=cfg.seed)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    data_dir = resolve_data_dir(cfg.data_dir)
+    scans = list(dict.fromkeys(ep.scan for ep in load_split(data_dir, "r2r", cfg.split)))
+    data = DataDir(data_dir)
+    graphs = load_graphs(data.require(data.connectivity, "connectivity folder"), scans)
+    episodes = augmentation_episodes(graphs, scans, rule=PathRule(cfg.min_edges, cfg.max_edges, cfg.min_distance),
+                                     max_paths_per_scan=cfg.max_paths_per_scan, seed=cfg.seed)
     write_json(cfg.out, as_r2r_records(episodes))
     print(f"wrote {len(episodes)} paths in {len(scans)} scans to {cfg.out}")
     return 0

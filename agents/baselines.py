@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataDir, DataError
 from envs.kernel.backends import make_r2r_simulator
 from envs.kernel.grid import ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT
@@ -171,7 +171,7 @@ def run_shortest(sim: Simulator, episodes: list[Reference], graphs: dict[str, Na
         sim.makeAction(*(list(column) for column in zip(*actions)))
         states = recorder.record(sim, active)
     stuck = [ep.instr_id for ep, on in zip(episodes, active) if on]
-    raise RuntimeError(f"the shortest agent did not reach the goal within {max_steps} steps for {len(stuck)} "
+    raise DataError(f"the shortest agent did not reach the goal within {max_steps} steps for {len(stuck)} "
                        f"episodes (e.g. {stuck[:3]}); raise --max-steps")
 
 
@@ -201,15 +201,12 @@ def run_baseline(cfg: BaselineConfig, data_dir: Path) -> list[dict]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(BaselineConfig, argv, prog="python -m agents.baselines", positional=("agent",),
                        required=("agent", "out"),
                        description="Run R2R's Stop, Random or Shortest baseline and write a results file.")
-    try:
-        results = run_baseline(cfg, resolve_data_dir(cfg.data_dir))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    results = run_baseline(cfg, resolve_data_dir(cfg.data_dir))
     write_results(cfg.out, results)
     print(f"{cfg.agent}: {len(results)} trajectories of the {cfg.task} {cfg.split} split written to {cfg.out}",
           file=sys.stderr)

@@ -8,21 +8,21 @@ decision the attention over the instruction and every action's probability, whic
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from envs.checkpoint import load_checkpoint
 from agents.follower import Follower, FollowerConfig
 from agents.rollout import evaluate_follower
-from envs.cli import parse_config
+from envs.checkpoint import FIX, load_checkpoint, load_model
+from envs.cli import command, parse_config
 from envs.datadir import DataError, data_error
 from envs.gym.vector_env import VLNVectorEnv
 from envs.world.builtin import resolve_data_dir
 from eval.score import score_episode_results, write_results
+from tasks.tokenize import Vocab
 
 
 @dataclass
@@ -53,24 +53,28 @@ class EvaluateConfig:
 
 def read_checkpoint(path: Path, device: str) -> dict:
     """A follower checkpoint of ``python -m agents.train``, checked for what evaluation needs."""
-    state = load_checkpoint(path, map_location=device)
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise data_error(path, "is not a follower checkpoint of python -m agents.train (no 'model' and 'config')",
-                         "Pass RUN/follower_best.pt")
-    return state
+    return load_checkpoint(path, map_location=device, kind="follower")
 
 
 def load_follower(state: dict, path: Path, vocab: list[str], feature_dim: int, device: str) -> Follower:
     """The checkpoint's follower, checked against the env it will act in (its words and feature size)."""
-    config = FollowerConfig(**state["config"])
+    try:
+        config = FollowerConfig(**state["config"])
+    except (TypeError, AssertionError) as err:
+        raise data_error(path, f"holds a follower config that cannot be built ({err})", FIX) from None
     trained_words = state.get("vocab")
+    if trained_words is not None:
+        try:
+            Vocab(trained_words)
+        except (TypeError, ValueError) as err:
+            raise data_error(path, f"holds a broken vocabulary ({err})", FIX) from None
     if (trained_words is not None and list(trained_words) != list(vocab)) or config.vocab_size != len(vocab) \
             or config.feature_dim != feature_dim:
         raise data_error(path, f"the follower reads {config.vocab_size} words and {config.feature_dim}-d features, "
                          f"but this data gives a different vocabulary ({len(vocab)} words) or {feature_dim}-d features",
                          "Evaluate on the data directory, task, languages and features it was trained with")
     follower = Follower(config).to(device)
-    follower.load_state_dict(state["model"])
+    load_model(follower, state, path)
     return follower
 
 
@@ -91,16 +95,12 @@ def evaluate(cfg: EvaluateConfig) -> tuple[list[dict], dict | None]:
     return results, score_episode_results(task, env.episodes, env.graphs, results).summary
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(EvaluateConfig, argv, prog="python -m agents.evaluate", description=__doc__.split("\n\n")[0])
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"error: --device {cfg.device}: no CUDA device here", file=sys.stderr)
-        return 2
-    try:
-        results, summary = evaluate(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise DataError(f"--device {cfg.device}: no CUDA device here; pass --device cpu")
+    results, summary = evaluate(cfg)
     write_results(cfg.out, results)
     print(f"{len(results)} episodes of the {cfg.split} split written to {cfg.out}")
     if summary:

@@ -19,6 +19,7 @@ and action scores that ``python -m eval.replay`` shows), ``scores.json`` and Ten
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import time
@@ -34,9 +35,10 @@ from agents.rollout import (IterationConfig, RolloutRandom, backtranslation_iter
                             evaluate_speaker, train_follower_iteration, train_speaker_iteration)
 from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers
 from agents.train_config import TrainConfig, default_out, parse_config
-from envs.atomic import write_json
-from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint
-from envs.datadir import DataError
+from envs.atomic import remove_leftovers, write_json
+from envs.checkpoint import load_checkpoint, load_model, prepare_run_folder, save_checkpoint
+from envs.cli import command
+from envs.datadir import DataDir, DataError, data_error
 from envs.gym.vector_env import EpisodeSampler, VLNVectorEnv
 from envs.world.builtin import resolve_data_dir
 from eval.score import score_episode_results, write_results
@@ -101,9 +103,7 @@ class Trainer:
         self.stage_index, self.iteration = 0, 0
         self.best: dict[str, dict] = {}
         self.history: list[dict] = []
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(str(out / "tb")) if self.main else None
+        self.writer = None  # TensorBoard, opened by run(): building a trainer writes nothing in the run folder
         self.step = 0  # global TensorBoard step over stages
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -118,24 +118,45 @@ class Trainer:
                 "speaker_opt": {k: o.state_dict() for k, o in self.speaker_opt.items()}}
 
     def restore(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device, restore_rng=True)
-        self.stage_index, self.iteration, self.step = state["stage_index"], state["iteration"], state["step"]
-        self.best, self.history = state["best"], state["history"]
-        self.follower.load_state_dict(state["follower"])
-        self.speaker.load_state_dict(state["speaker"])
-        for k, o in self.follower_opt.items():
-            o.load_state_dict(state["follower_opt"][k])
-        for k, o in self.speaker_opt.items():
-            o.load_state_dict(state["speaker_opt"][k])
-        self.train_env.set_state(state["envs"]["train"])
-        if "random" in state:
-            self.random.set_state(state["random"])
-        if "aug" in state["envs"]:
-            self._make_aug_sampler().set_state(state["envs"]["aug"])
+        """Continue from a training-state checkpoint; one clear error (and nothing written) if it does not fit."""
+        state = load_checkpoint(path, map_location=self.device, restore_rng=True, kind="training-state")
+        try:
+            self.follower.load_state_dict(state["follower"])
+            self.speaker.load_state_dict(state["speaker"])
+            for k, o in self.follower_opt.items():
+                o.load_state_dict(state["follower_opt"][k])
+            for k, o in self.speaker_opt.items():
+                o.load_state_dict(state["speaker_opt"][k])
+            self.train_env.set_state(state["envs"]["train"])
+            if "random" in state:  # checkpoints from before the rollout generators were saved lack it
+                self.random.set_state(state["random"])
+            if "aug" in state["envs"]:
+                self._make_aug_sampler().set_state(state["envs"]["aug"])
+            self.stage_index, self.iteration, self.step = state["stage_index"], state["iteration"], state["step"]
+            self.best, self.history = state["best"], state["history"]
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise data_error(path, f"does not fit this run ({type(err).__name__}: {first})",
+                             "Resume with the options the run was started with (see its config.json: --task, "
+                             "--features, --languages, --batch-size), or start a new run") from None
+
+    def check_sources(self) -> None:
+        """Load the checkpoints the user named (--speaker/--follower-checkpoint) now, so a bad one fails before
+        any training rather than when back-translation reaches it."""
+        for what, source in (("speaker", self.cfg.speaker_checkpoint), ("follower", self.cfg.follower_checkpoint)):
+            if source and "backtranslate" in self.stages:  # into a copy: the stage itself loads it when it starts
+                self._load_best(Path(source), copy.deepcopy(self.speaker if what == "speaker" else self.follower),
+                                what)
+
+    def open_log(self) -> None:
+        """Open the TensorBoard writer (under RUN/tb)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.out / "tb")) if self.main else None
 
     def save(self) -> None:
         if self.main:
-            save_checkpoint(self.out / "checkpoint.pt", self.state())
+            save_checkpoint(self.out / "checkpoint.pt", self.state(), "training-state")
 
     def save_best(self, name: str, model: torch.nn.Module, optimizers: dict, score: dict) -> None:
         """The model with what it needs to act again: its config, and the task, languages and vocabulary
@@ -144,7 +165,7 @@ class Trainer:
             "model": model.state_dict(), "config": dataclasses.asdict(model.cfg), "score": score,
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "task": self.cfg.task, "languages": self.common["languages"], "joint": self.cfg.joint,
-            "vocab": list(self.train_env.vocab.words)})
+            "vocab": list(self.train_env.vocab.words)}, name)
 
     # -- stages ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -183,7 +204,8 @@ class Trainer:
         if not path.exists():
             raise DataError(f"{path}: {what} checkpoint not found (training starts from it); "
                             f"train it first or pass --{what}-checkpoint")
-        model.load_state_dict(load_checkpoint(path, map_location=self.device)["model"])
+        state = load_checkpoint(path, map_location=self.device, kind=what)
+        load_model(model, state, path, vocab=list(self.train_env.vocab.words))
 
     def _make_aug_sampler(self) -> EpisodeSampler:
         """Back-translation's augmented paths: sampled in the training env's own houses (its graphs and the
@@ -265,11 +287,11 @@ class Trainer:
         """Results of the (new) best follower on the val splits and, where the data has it, the test split."""
         for split, entries in results.items():
             write_results(self.out / "results" / f"{split}.json", entries)
-        try:
-            test_env = VLNVectorEnv(self.data_dir, "test", num_envs=self.cfg.eval_batch_size, shuffle=False,
-                                    **self.common)
-        except DataError:
-            return  # no test split in this data directory
+        data = DataDir(self.data_dir)
+        if not (data.r2r_split("test") if self.cfg.task == "r2r" else data.rxr_split("test")).exists():
+            return  # no test split in this data directory (a broken one is an error, not skipped)
+        test_env = VLNVectorEnv(self.data_dir, "test", num_envs=self.cfg.eval_batch_size, shuffle=False,
+                                **self.common)
         write_results(self.out / "results" / "test.json",
                       evaluate_follower(self.follower, test_env, details=self.cfg.details))
 
@@ -294,22 +316,37 @@ def _short(record: dict) -> str:
 
 
 def prepare_out(cfg: TrainConfig, per_language: bool = False) -> Path:
-    """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one."""
+    """The run folder: new (refusing to overwrite another run) or, with --resume, the existing one (see
+    :func:`envs.checkpoint.prepare_run_folder`: a run killed before its first checkpoint starts again)."""
     return prepare_run_folder(Path(cfg.out) if cfg.out else default_out(cfg), cfg.resume,
                               "config.json" if per_language else "checkpoint.pt")
 
 
 def run(cfg: TrainConfig, out: Path, data_dir: Path) -> Trainer:
-    """Train one model (all its stages) in ``out``, resuming there with ``cfg.resume``."""
+    """Train one model (all its stages) in ``out``, resuming there with ``cfg.resume`` (from its checkpoint.pt,
+    or from the beginning when it was killed before the first one).
+
+    Everything that can fail on the inputs (the data, the checkpoint to resume from, the checkpoints named by
+    --speaker/--follower-checkpoint) is loaded and checked before anything is written, so a failed start or
+    resume leaves the run folder as it was.
+    """
     trainer = Trainer(cfg, out, data_dir)
+    resumed = cfg.resume and (out / "checkpoint.pt").exists()
+    if resumed:
+        trainer.restore(out / "checkpoint.pt")
+    trainer.check_sources()
     if trainer.main:
+        remove_leftovers(out)  # temporary files of writes a kill interrupted (this run is their only writer)
+        remove_leftovers(out / "results")
         write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
                                                                    "stages": trainer.stages,
                                                                    "processes": trainer.group.world_size}, indent=2)
-    if cfg.resume:
-        trainer.restore(out / "checkpoint.pt")
+    trainer.open_log()
+    if resumed:
         trainer.log_text(f"resuming {out} at stage {trainer.stages[min(trainer.stage_index, len(trainer.stages) - 1)]}"
                          f", iteration {trainer.iteration}")
+    elif cfg.resume:
+        trainer.log_text(f"{out} has no checkpoint yet: starting it from the beginning")
     trainer.log_text(f"training {' -> '.join(trainer.stages)} on {trainer.data_dir} "
                      f"({len(trainer.train_env.episodes)} train episodes, {trainer.train_env.feature_dim}-d "
                      f"features); outputs in {out}")
@@ -326,8 +363,16 @@ def run(cfg: TrainConfig, out: Path, data_dir: Path) -> Trainer:
 def run_per_language(cfg: TrainConfig, out: Path, data_dir: Path) -> None:
     """RxR as CLIP-ViL trains it: one model per language group, each in ``out/{group}``; their best val_unseen
     scores and the average over the languages go to ``out/summary.json``."""
+    groups = cfg.language_list()
+    if cfg.resume:  # every model's checkpoint is checked before any model's folder changes
+        for group in groups:
+            if (out / group / "checkpoint.pt").exists():
+                load_checkpoint(out / group / "checkpoint.pt", kind="training-state")
+    if distributed.group().is_main:
+        write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
+                                                                   "models": groups}, indent=2)
     best = {}
-    for group in cfg.language_list():
+    for group in groups:
         sub = out / group
         resume = cfg.resume and (sub / "checkpoint.pt").exists()
         sub.mkdir(parents=True, exist_ok=True)
@@ -345,7 +390,8 @@ def run_per_language(cfg: TrainConfig, out: Path, data_dir: Path) -> None:
                                          if k in scores))
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(argv).resolved()
     try:
         group, device = distributed.setup(cfg.device)  # under torchrun: join the other ranks
@@ -363,15 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if per_language:
-            if group.is_main:
-                write_json(out / "config.json", dataclasses.asdict(cfg) | {"data_dir_resolved": str(data_dir),
-                                                                           "models": groups}, indent=2)
             run_per_language(cfg, out, data_dir)
         else:
             run(cfg, out, data_dir)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     finally:
         distributed.teardown()
     return 0

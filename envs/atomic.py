@@ -40,11 +40,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def remove_leftovers(path: str | os.PathLike) -> None:
-    """Delete temporary files that a killed :func:`atomic_path` left beside ``path``. Only for outputs that
-    one process writes at a time (another writer's temporary file would go too)."""
+    """Delete temporary files that a killed :func:`atomic_path` left beside ``path`` (or, when ``path`` is a
+    folder, in it). Only for outputs that one process writes at a time (another writer's temporary file would go
+    too)."""
     path = Path(path)
-    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        leftover.unlink(missing_ok=True)
+    folder, pattern = (path, ".*.tmp") if path.is_dir() else (path.parent, f".{glob_escape(path.name)}.*.tmp")
+    for leftover in folder.glob(pattern):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -22,6 +22,9 @@ How a field becomes an option (``data_dir`` -> ``--data-dir``), by its type:
 
 A default of None shows no default (the docstring says what None means); ``defaults_text`` replaces the
 shown default where it depends on something else (e.g. budgets that differ on the built-in world).
+
+Every command's ``main`` is wrapped by :func:`command`: a bad input is one ``error: ...`` line on stderr and a
+non-zero exit, never a traceback (``--debug`` or ``CLIPVIL_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations
@@ -29,15 +32,90 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import errno
+import functools
 import inspect
+import os
+import sys
 import textwrap
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from envs.datadir import DataError
+
 T = TypeVar("T")
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "CLIPVIL_DEBUG"
+EXIT_BAD_INPUT = 2  # a DataError or a file the system refused: the user can fix it (argparse's usage errors too)
+EXIT_BUG = 1  # anything else: a bug of the toolkit
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+def debug_requested(argv: Sequence[str]) -> bool:
+    """Whether ``--debug`` is among the arguments or ``$CLIPVIL_DEBUG`` is set (to anything but 0 or empty)."""
+    return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def error_message(exc: BaseException) -> tuple[str, int]:
+    """The one line a command prints for ``exc`` and its exit status.
+
+    The toolkit's :class:`~envs.datadir.DataError` already names the file, the entry and the fix; a file the
+    system refuses (missing, not allowed, disk full) names the file and the system's reason; anything else is
+    a bug, said as such.
+    """
+    if isinstance(exc, DataError):
+        return str(exc), EXIT_BAD_INPUT
+    if isinstance(exc, OSError) and exc.errno is not None:
+        reason = exc.strerror or os.strerror(exc.errno)
+        fix = {errno.ENOSPC: "Free some disk space and run again (interrupted jobs resume)",
+               errno.EACCES: "Check the file's permissions", errno.EROFS: "Write to another folder"}.get(exc.errno, "")
+        text = reason if exc.filename is None else f"{exc.filename}: {reason}"
+        return text + (f". {fix}" if fix else ""), EXIT_BAD_INPUT
+    if isinstance(exc, MemoryError):
+        return "out of memory. Use a smaller --batch-size, float16 features, or fewer scans", EXIT_BAD_INPUT
+    detail = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    return (f"unexpected {detail}. This is a bug of the toolkit: rerun with {DEBUG_FLAG} (or {DEBUG_ENV}=1) for the "
+            "traceback and report it", EXIT_BUG)
+
+
+def command(main: Callable[[list[str]], int | None]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a command's ``main(argv)``: errors become one ``error: ...`` line on stderr and a non-zero exit.
+
+    The wrapped function takes ``argv=None`` (then ``sys.argv[1:]``) and returns the exit status: the body's
+    (None is 0), :data:`EXIT_BAD_INPUT` for a :class:`~envs.datadir.DataError` or a refused file,
+    :data:`EXIT_BUG` for anything else, :data:`EXIT_INTERRUPTED` for Ctrl-C. With ``--debug`` (which every
+    command's parser accepts, see :func:`add_debug_option`) or ``CLIPVIL_DEBUG=1`` the error propagates with
+    its traceback. ``--help`` and usage errors exit as argparse does.
+    """
+
+    @functools.wraps(main)
+    def run(argv: Sequence[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        try:
+            status = main(args)
+        except KeyboardInterrupt:
+            if debug_requested(args):
+                raise
+            print("error: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as exc:  # noqa: BLE001 - the point: no traceback reaches the user
+            if debug_requested(args):
+                raise
+            message, status = error_message(exc)
+            print(f"error: {message}", file=sys.stderr)
+            return status
+        return 0 if status is None else int(status)
+
+    return run
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """``--debug``: show the full traceback of an error (read by :func:`command`; parsers only accept it)."""
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help=f"on an error, show the full traceback (also {DEBUG_ENV}=1)")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -142,9 +220,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, position
 
 
 def config_parser(cls: type, prog: str, description: str | None = None, **options: Any) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` for dataclass ``cls``; ``options`` as :func:`add_config_arguments` takes them."""
+    """An ``ArgumentParser`` for dataclass ``cls`` (and ``--debug``); ``options`` as :func:`add_config_arguments`
+    takes them."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_config_arguments(parser, cls, **options)
+    add_debug_option(parser)
     return parser
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from envs.atomic import write_jsonl
-from envs.cli import add_config_arguments, config_from_args
-from envs.datadir import DataError
+from envs.cli import add_config_arguments, add_debug_option, command, config_from_args
 from envs.world.builtin import resolve_data_dir
 from eval.metrics import MetricOptions
 from eval.score import ScoreReport, score_file
@@ -73,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     for task, text in (("r2r", "score R2R results"), ("rxr", "score RxR results, per language")):
         p = sub.add_parser(task, help=text, description=text)
         add_config_arguments(p, ScoreConfig, exclude=["task"] + [k for k, t in ONLY_FOR.items() if t != task])
+        add_debug_option(p)
+    add_debug_option(parser)
     return parser
 
 
@@ -101,16 +102,13 @@ def summary_json(cfg: ScoreConfig, report: ScoreReport) -> dict:
             "languages": report.languages, "notes": report.notes, "options": asdict(cfg.metric_options())}
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(argv)
-    try:
-        data_dir = resolve_data_dir(cfg.data_dir)
-        report = score_file(cfg.task, cfg.results, data_dir, cfg.split, options=cfg.metric_options(),
-                            allow_missing=cfg.allow_missing, all_instructions=cfg.all_instructions,
-                            languages=cfg.languages or None)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    data_dir = resolve_data_dir(cfg.data_dir)
+    report = score_file(cfg.task, cfg.results, data_dir, cfg.split, options=cfg.metric_options(),
+                        allow_missing=cfg.allow_missing, all_instructions=cfg.all_instructions,
+                        languages=cfg.languages or None)
     if cfg.per_episode is not None:
         write_jsonl(cfg.per_episode, report.rows)
     if cfg.json:

@@ -10,6 +10,7 @@ paths have a fourth, which agents also run): results for the others are accepted
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 from envs.atomic import write_json
 from envs.datadir import DataDir, DataError, data_error, read_json
 from envs.kernel.navgraph import NavGraph, load_graphs
+from envs.validate import NUMBER, check_field, shown
 from eval.metrics import MetricOptions, aggregate, invalid_moves, score_episodes
 from tasks.rxr import LANGUAGE_GROUPS
 from tasks.splits import check_task, load_split
@@ -65,8 +67,14 @@ def write_results(path: str | Path, results: Sequence[dict]) -> None:
         write_json(details_path(path), list(results))
 
 
+RESULTS_FIX = 'Each entry must be {"instr_id": ..., "trajectory": [[viewpoint, heading, elevation], ...]}'
+STEP_FIX = "Each step must be [viewpoint_id, heading, elevation] (heading and elevation finite radians)"
+
+
 def read_results(path: str | Path) -> list[dict]:
-    """Read a results file, checking its shape: a list of objects with ``instr_id`` and ``trajectory``."""
+    """Read a results file, checking its shape: a list of objects with an ``instr_id`` (a string, or RxR's
+    integer id) and a ``trajectory`` of ``[viewpoint, heading, elevation]`` steps (heading and elevation may be
+    left out, as some agents do, but a bare viewpoint string is not a step)."""
     path = Path(path)
     results = read_json(path, "results file", "Pass --results the JSON list your agent wrote (submission format)")
     if not isinstance(results, list):
@@ -75,24 +83,27 @@ def read_results(path: str | Path) -> list[dict]:
     for k, item in enumerate(results):
         where = f"entry {k}"
         if not isinstance(item, dict):
-            raise data_error(path, f"{where} is a {type(item).__name__}, not an object",
-                             'Each entry must be {"instr_id": ..., "trajectory": [...]}')
+            raise data_error(path, f"{where} is a {type(item).__name__}, not an object", RESULTS_FIX)
         if "instr_id" in item:
             where += f" (instr_id {item['instr_id']!r})"
         missing = [key for key in ("instr_id", "trajectory") if key not in item]
         if missing:
-            raise data_error(path, f"{where} lacks {' and '.join(repr(m) for m in missing)}",
-                             'Each entry must be {"instr_id": ..., "trajectory": [[viewpoint, heading, elevation], ...]}')
+            raise data_error(path, f"{where} lacks {' and '.join(repr(m) for m in missing)}", RESULTS_FIX)
+        check_field(path, where, item, "instr_id", (str, int), fix=RESULTS_FIX)
         traj = item["trajectory"]
         if not isinstance(traj, list) or not traj:
             raise data_error(path, f"{where}: 'trajectory' must be a non-empty list",
                              "It starts with the episode's start viewpoint, as the agent recorded it")
         for s, step in enumerate(traj):
-            vp = step[0] if isinstance(step, list | tuple) and step else step
-            if not isinstance(vp, str):
-                raise data_error(path, f"{where}: trajectory step {s} is {step!r}",
-                                 "Each step must be [viewpoint_id, heading, elevation]")
+            if not _is_step(step):
+                raise data_error(path, f"{where}: trajectory step {s} is {shown(step)}", STEP_FIX)
     return results
+
+
+def _is_step(step: object) -> bool:
+    """``[viewpoint, heading, elevation]``, ``[viewpoint, heading]`` or ``[viewpoint]`` with finite angles."""
+    return (isinstance(step, list) and 1 <= len(step) <= 3 and isinstance(step[0], str) and bool(step[0])
+            and all(isinstance(x, NUMBER) and not isinstance(x, bool) and math.isfinite(x) for x in step[1:]))
 
 
 def load_references(task: str, data_dir: str | Path, split: str, languages: Sequence[str] | None = None,
@@ -130,7 +141,7 @@ def _instruction_index(instr_id: str) -> int:
 # ---------------------------------------------------------------------------------------------- scoring
 def _check_entry(source: str, k: int, item: dict, ref: Reference, graph: NavGraph) -> list[str]:
     where = f"entry {k} (instr_id {item['instr_id']!r})"
-    visited = [step[0] if isinstance(step, list | tuple) else step for step in item["trajectory"]]
+    visited = [step[0] for step in item["trajectory"]]
     for s, vp in enumerate(visited):
         if vp not in graph.index:
             raise data_error(source, f"{where}: trajectory step {s} is at viewpoint {vp!r}, which is not in "

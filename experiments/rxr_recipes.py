@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents import baselines  # noqa: E402
 from envs.atomic import write_json  # noqa: E402
+from envs.cli import add_debug_option, command  # noqa: E402
 from envs.world import WorldConfig, build_world, default_world_dir  # noqa: E402
 from envs.kernel.navgraph import load_graphs  # noqa: E402
 from eval.score import load_references, read_results, score_results  # noqa: E402
@@ -69,8 +70,10 @@ def per_language_scores(results: dict[str, Path], data: Path) -> dict[str, dict]
     return scores
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_debug_option(parser)
     parser.add_argument("--seed", type=int, default=0, help="world and training seed")
     parser.add_argument("--out", type=Path, default=Path("runs/rxr-recipes"), help="output folder")
     parser.add_argument("--iters", type=int, default=300, help="follower iterations per model")

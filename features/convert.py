@@ -16,8 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from envs.atomic import atomic_path
-from envs.cli import parse_config
-from envs.datadir import DataError
+from envs.cli import command, parse_config
 from features.hdf5 import HDF5FeatureWriter
 from features.tsv import TSVFeatureStore
 
@@ -56,15 +55,12 @@ def convert(config: ConvertConfig) -> int:
     return len(keys)
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     """Command-line entry point; returns the exit status."""
     config = parse_config(ConvertConfig, argv, prog="python -m features.convert",
                           description=__doc__.splitlines()[0], positional=("src", "dst"))
-    try:
-        count = convert(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    count = convert(config)
     print(f"wrote {count} panoramas to {config.dst}")
     return 0
 

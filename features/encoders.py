@@ -31,6 +31,7 @@ import torch.nn as nn
 from torchvision.transforms.v2 import functional as TF
 
 from envs.datadir import DataError, data_error
+from envs.validate import torch_load
 
 ENCODERS = ("RN50", "RN101", "RN50x4", "ViT-B-32", "ViT-B-16")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -229,12 +230,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = load_file(str(path))
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # OpenAI's .pt files are TorchScript archives
+            state = torch_load(path, "weights file (a state dict)", "Save weights with torch.save(model.state_dict(), "
+                               "FILE), or pass OpenAI's TorchScript .pt as it was downloaded")
+        except DataError:  # OpenAI's .pt files are TorchScript archives
             try:
                 state = torch.jit.load(str(path), map_location="cpu").state_dict()
             except Exception:
-                raise data_error(path, f"is neither a torch state dict nor a TorchScript archive ({error})",
+                raise data_error(path, "is neither a torch state dict nor a TorchScript archive",
                                  "Save weights with torch.save(model.state_dict(), FILE)") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

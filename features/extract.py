@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataDir, DataError, data_error
 from envs.kernel.backends import MatterSimSimulator, make_simulator
 from envs.kernel.grid import ELEVATIONS, R2R_CAMERA, R2R_VFOV_DEGREES, VIEW_COUNT
@@ -123,7 +123,10 @@ class MatterSimViews:
     """
 
     def __init__(self, skyboxes: Path, connectivity: Path, module: object | None = None) -> None:
-        sim = MatterSimSimulator(module) if module is not None else make_simulator("mattersim")
+        try:
+            sim = MatterSimSimulator(module) if module is not None else make_simulator("mattersim")
+        except ImportError as err:
+            raise DataError(f"--mattersim: {err}") from None
         sim.setDatasetPath(skyboxes)
         sim.setNavGraphPath(connectivity)
         sim.setCameraResolution(R2R_CAMERA.width, R2R_CAMERA.height)
@@ -228,12 +231,12 @@ def extract_grid_features(config: ExtractConfig) -> GridStats:
 def extract(config: ExtractConfig) -> ExtractStats:
     """Run the extraction of this rank's share (and the merge, on rank 0 of a split run)."""
     if config.encoder.replace("/", "-") not in ENCODERS:
-        raise ValueError(f"unknown encoder {config.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        raise DataError(f"unknown encoder {config.encoder!r}; choose one of {', '.join(ENCODERS)}")
     if config.data_dir is None:
         raise data_error("--data-dir", "panorama extraction needs a data directory",
                          "Pass --data-dir DATA (or --grid --images DIR for grid features of images)")
     if not 0 <= config.rank < config.world_size:
-        raise ValueError(f"--rank {config.rank} must be in [0, --world-size {config.world_size})")
+        raise DataError(f"--rank {config.rank} must be in [0, --world-size {config.world_size})")
     device = config.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
@@ -323,28 +326,21 @@ def parse_args(argv: list[str] | None) -> ExtractConfig:
                         choices={"encoder": ENCODERS}, exclusive=[("views_dir", "mattersim"), ("grid", "mattersim")])
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     """Command-line entry point; returns the exit status."""
     config = parse_args(argv)
     if config.grid:
-        try:
-            grid = extract_grid_features(config)
-        except DataError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+        grid = extract_grid_features(config)
         print(f"features.extract --grid: {grid.written} images written, {grid.skipped} already done, "
               f"{grid.seconds:.1f} s -> {config.out}")
         return 0
     try:
         stats = extract(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except ImportError as err:
+    except ImportError as err:  # the compiled MatterSim is missing or broken: the user's installation
         if not config.mattersim:
             raise
-        print(f"error: --mattersim: {err}", file=sys.stderr)
-        return 1
+        raise DataError(f"--mattersim: {err}") from None
     total = stats.load_s + stats.render_s + stats.encode_s
     print(f"features.extract: {stats.written} viewpoints written, {stats.skipped} already done "
           f"(rank {config.rank}/{config.world_size}); load {stats.load_s:.1f}s, render {stats.render_s:.1f}s, "

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from envs.atomic import atomic_path
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataError
 from features.encoders import CLIP_MEAN, CLIP_STD, ENCODERS, Clip, load_clip
 from features.grid import read_image
@@ -121,14 +121,11 @@ def run(cfg: GradCamConfig) -> list[Path]:
     return written + [target]
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(GradCamConfig, argv, prog="python -m features.gradcam", description=__doc__.splitlines()[0],
                        choices={"encoders": ENCODERS})
-    try:
-        files = run(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    files = run(cfg)
     print("Grad-CAM maps: " + ", ".join(str(f) for f in files))
     return 0
 

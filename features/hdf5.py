@@ -25,6 +25,7 @@ import numpy as np
 from envs.atomic import atomic_path, remove_leftovers, write_bytes
 from envs.datadir import DataError, data_error
 from envs.kernel.grid import VIEW_COUNT
+from envs.validate import first_nonfinite
 from features.layout import FeatureStore, feature_key
 
 FORMAT_VERSION = 1  # of the HDF5 layout written by HDF5FeatureWriter
@@ -63,7 +64,11 @@ class HDF5FeatureStore(FeatureStore):
         self._keys = list(self._file.keys())
         self._key_set = set(self._keys)
         if "dim" in self.attrs:
-            self.dim = int(self.attrs["dim"])
+            dim = self.attrs["dim"]
+            if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+                raise data_error(self.path, f"attribute 'dim' is {dim!r}, expected a positive integer",
+                                 "Re-extract this file")
+            self.dim = dim
         elif self._keys:
             self.dim = int(self._file[self._keys[0]].shape[-1])
         else:
@@ -77,14 +82,19 @@ class HDF5FeatureStore(FeatureStore):
 
     def _read(self, key: str) -> np.ndarray:
         dataset = self._file[key]
-        if not isinstance(dataset, h5py.Dataset) or dataset.shape != (VIEW_COUNT, self.dim):
-            shape = getattr(dataset, "shape", "a group")
+        if not isinstance(dataset, h5py.Dataset) or dataset.shape != (VIEW_COUNT, self.dim) \
+                or dataset.dtype.kind != "f":
+            shape = f"shape {dataset.shape} of {dataset.dtype}" if isinstance(dataset, h5py.Dataset) else "a group"
             raise data_error(
                 self.path,
-                f"entry {key!r} has shape {shape}, expected ({VIEW_COUNT}, {self.dim})",
+                f"entry {key!r} holds {shape}, expected float ({VIEW_COUNT}, {self.dim})",
                 "Re-extract this file; every key must hold the 36 views of one panorama",
             )
-        return dataset[()]
+        try:
+            return dataset[()]
+        except OSError as err:  # a chunk the file's index points past: the file was cut short
+            raise data_error(self.path, f"entry {key!r} cannot be read ({err})",
+                             "Re-extract this file (or convert it again)") from None
 
     def close(self) -> None:
         if self._file.id.valid:
@@ -221,6 +231,11 @@ class HDF5FeatureWriter:
         if self._closed:
             raise ValueError(f"{self.path}: the writer is closed")
         data = np.ascontiguousarray(array, dtype=self.dtype)
+        bad = first_nonfinite(data)
+        if bad is not None:  # e.g. an encoder that overflowed, or float16 storage of values beyond 65504
+            raise data_error(self.path, f"features of {key} hold {array[bad]} at view {bad[0]}, channel {bad[1]} "
+                             f"(as {self.dtype}: {data[bad]})", "Features must be finite: check the encoder's "
+                             "precision, or store float32")
         if self._h5 is not None:
             if key in self._h5:
                 self._h5[key][...] = data

@@ -18,6 +18,11 @@ import numpy as np
 
 from envs.datadir import DataError, data_error
 from envs.kernel.grid import VIEW_COUNT
+from envs.validate import first_nonfinite
+
+# Largest magnitude a feature value may have. Image features (CLIP's unnormalised embeddings, ResNet's pooled
+# activations) stay far below it; the envs' observation spaces are bounded by it, so a file beyond it is broken.
+FEATURE_LIMIT = 1e4
 
 
 def feature_key(scan: str, viewpoint: str) -> str:
@@ -59,11 +64,25 @@ class FeatureStore:
             "Extract features for this scan (python -m features.extract) or point --features at a file that covers it",
         )
 
+    def _checked(self, key: str, values: np.ndarray) -> np.ndarray:
+        """``values`` of ``key`` if every one is finite and within :data:`FEATURE_LIMIT`, else a DataError naming
+        the view and channel (one vectorised pass over the row when it is fine)."""
+        peak = np.max(np.abs(values)) if values.size else 0.0
+        if peak <= FEATURE_LIMIT:  # False for NaN too
+            return values
+        bad = first_nonfinite(values)
+        if bad is None:
+            bad = tuple(int(i) for i in np.argwhere(np.abs(values) > FEATURE_LIMIT)[0])
+        raise data_error(self.path, f"entry {key!r} holds {values[bad]} at view {bad[0]}, channel {bad[1]} (features "
+                         f"must be finite and within +-{FEATURE_LIMIT:g})",
+                         "Regenerate the file (python -m features.extract or features.convert)")
+
     def __getitem__(self, key: str) -> np.ndarray:
-        """Features of one panorama as float32 ``[36, D]``; a missing key raises :class:`DataError`."""
+        """Features of one panorama as float32 ``[36, D]``, checked (finite, within :data:`FEATURE_LIMIT`); a
+        missing key raises :class:`DataError`."""
         if key not in self:
             raise self._missing(key)
-        return np.asarray(self._read(key), dtype=np.float32)
+        return self._checked(key, np.asarray(self._read(key), dtype=np.float32))
 
     def get(self, scan: str, viewpoint: str) -> np.ndarray:
         """Features of viewpoint ``viewpoint`` in scan ``scan`` as float32 ``[36, D]``."""
@@ -73,14 +92,14 @@ class FeatureStore:
         """A dense copy ``[K, 36, D]`` of ``keys`` in that order, so an env can gather rows by index.
 
         Every key is checked before any is read, so a missing one fails at once rather than after
-        minutes of decoding.
+        minutes of decoding; every row's values are checked as it is read.
         """
         for key in keys:
             if key not in self:
                 raise self._missing(key)
         out = np.empty((len(keys), VIEW_COUNT, self.dim), dtype=dtype)  # (K, 36, D)
         for i in self._read_order(keys):
-            out[i] = self._read(keys[i])
+            out[i] = self._checked(keys[i], self._read(keys[i]))
         return out
 
     def _read_order(self, keys: list[str]) -> Iterable[int]:

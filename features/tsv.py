@@ -17,15 +17,20 @@ from features.layout import FeatureStore, feature_key
 TSV_COLUMNS = ("scanId", "viewpointId", "image_w", "image_h", "vfov", "features")
 
 
-def _number(text: bytes) -> int | float | str:
-    """A TSV image-setting column as int when it is one, else float, else the raw text."""
-    value = text.decode("utf-8", "replace")
+SETTINGS = TSV_COLUMNS[2:5]  # image_w, image_h, vfov: the same on every row of one file
+REGENERATE = "Rewrite the file with features.tsv.write_tsv"
+
+
+def _number(text: bytes) -> int | float | None:
+    """A TSV image-setting column as int when it is one, else a finite positive float, else None."""
+    value = text.decode("utf-8", "replace").strip()
     for kind in (int, float):
         try:
-            return kind(value)
+            number = kind(value)
         except ValueError:
-            pass
-    return value
+            continue
+        return number if 0 < number < float("inf") else None
+    return None
 
 
 class TSVFeatureStore(FeatureStore):
@@ -53,16 +58,30 @@ class TSVFeatureStore(FeatureStore):
                     self.path,
                     f"line {line_no} has {len(fields)} tab-separated columns, expected {len(TSV_COLUMNS)} "
                     f"({', '.join(TSV_COLUMNS)})",
-                    "Rewrite the file with features.tsv.write_tsv",
+                    REGENERATE,
                 )
             if line_no == 1 and fields[0] == b"scanId":
                 continue  # a header row, which some converters add
-            key = feature_key(fields[0].decode(), fields[1].decode())
+            scan, viewpoint = (self._id(fields[k], line_no, TSV_COLUMNS[k]) for k in (0, 1))
+            key = feature_key(scan, viewpoint)
+            if key in self._rows:
+                raise data_error(self.path, f"line {line_no} ({key}) repeats line {self._rows[key][2]}",
+                                 "Each panorama must appear once; " + REGENERATE.lower())
             data = fields[5]
             dim = self._dim_of(data, line_no, key)
             if not self._rows:
                 self.dim = dim
-                self.attrs.update(image_w=_number(fields[2]), image_h=_number(fields[3]), vfov=_number(fields[4]))
+                settings = fields[2:5]
+                for name, text in zip(SETTINGS, settings):
+                    if _number(text) is None:
+                        raise data_error(self.path, f"line {line_no} ({key}) column {name!r} is "
+                                         f"{text.decode('utf-8', 'replace')!r}, expected a positive number", REGENERATE)
+                self.attrs.update({name: _number(text) for name, text in zip(SETTINGS, settings)})
+            elif fields[2:5] != settings:
+                raise data_error(self.path, f"line {line_no} ({key}) has image settings "
+                                 f"{b' '.join(fields[2:5]).decode('utf-8', 'replace')} but the first row has "
+                                 f"{b' '.join(settings).decode('utf-8', 'replace')} ({', '.join(SETTINGS)})",
+                                 "Every row must come from the same renderer and encoder; regenerate the file")
             elif dim != self.dim:
                 raise data_error(
                     self.path,
@@ -72,6 +91,17 @@ class TSVFeatureStore(FeatureStore):
             self._rows[key] = (start + len(stripped) - len(data), len(data), line_no)
         if not self._rows:
             raise data_error(self.path, "holds no feature rows", "Check that it is the right file")
+
+    def _id(self, text: bytes, line_no: int, column: str) -> str:
+        """A scan or viewpoint id column: non-empty UTF-8 without white space."""
+        try:
+            value = text.decode("utf-8")
+        except UnicodeDecodeError:
+            value = ""
+        if not value or any(c.isspace() for c in value):
+            raise data_error(self.path, f"line {line_no} column {column!r} is {text[:40]!r}, expected an id",
+                             REGENERATE)
+        return value
 
     def _dim_of(self, data: bytes, line_no: int, key: str) -> int:
         """D from the base64 text length: its decoded bytes must split into 36 float32 x D."""

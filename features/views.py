@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from envs.datadir import data_error
 from envs.kernel.grid import VIEW_COUNT
@@ -28,15 +27,15 @@ def view_file(folder: Path, ix: int) -> Path | None:
 def read_views(folder: Path):
     """The 36 view images of one viewpoint as a uint8 RGB tensor ``[36, 3, H, W]``."""
     import torch
-    from PIL import Image
+
+    from envs.kernel.skybox import read_rgb  # torch: only when reading views
 
     views = []
     for i in range(VIEW_COUNT):
         path = view_file(folder, i)
         if path is None:
             raise data_error(folder, f"view {i} missing", "Each viewpoint folder needs images 0..35 (.jpg or .png)")
-        with Image.open(path) as image:
-            views.append(torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1))
+        views.append(torch.from_numpy(read_rgb(path)).permute(2, 0, 1))
     if len({v.shape for v in views}) != 1:
         raise data_error(folder, "view images differ in size", "Render all 36 views at the same size")
     return torch.stack(views)

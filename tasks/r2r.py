@@ -11,6 +11,7 @@ and the official scorer use). The test split holds only the start viewpoint and 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from envs.datadir import DataDir, DataError, data_error, read_json
+from envs.validate import check_field, check_number, check_text, check_texts
 from tasks.tokenize import ENVDROP_MIN_COUNT, R2R_MAX_LEN, Vocab
 
 R2R_SPLITS = ("train", "val_seen", "val_unseen", "test")
@@ -40,6 +42,7 @@ class Episode:
     instr_tokens: list[str] | None = None  # filled by encode_episodes
     instr_encoding: np.ndarray | None = None  # int64 [max_len], filled by encode_episodes
     extra: dict[str, Any] = field(default_factory=dict)  # other fields of the record (RxR: annotator_id, ...)
+    origin: str = ""  # where the file holds it, for messages: "entry 12 (path_id 4332)", "line 7 (instruction_id 3)"
 
     @property
     def start(self) -> str:
@@ -62,63 +65,93 @@ def resolve_split_file(source: str | os.PathLike, split: str, task: str) -> Path
     return source
 
 
-def check_field(path: Path, where: str, record: Any, name: str, kinds: type | tuple[type, ...], optional: bool = False) -> Any:
-    """Field ``name`` of the record at ``where`` (e.g. "entry 3"), type-checked; one clear DataError otherwise."""
-    if not isinstance(record, dict):
-        raise data_error(path, f"{where} is a {type(record).__name__}, not an object", "Each entry must be a JSON object")
-    if name not in record:
-        if optional:
-            return None
-        raise data_error(path, f"{where} has no field {name!r}", "Check that this is an unmodified split file")
-    value = record[name]
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        kind = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
-        raise data_error(path, f"{where} field {name!r} is {value!r:.60}, expected {kind}", "Check that this is an unmodified split file")
-    return value
-
-
-def check_viewpoints(path: Path, where: str, record: dict) -> list[str]:
-    viewpoints = check_field(path, where, record, "path", list)
-    if not viewpoints or not all(isinstance(v, str) for v in viewpoints):
-        raise data_error(path, f"{where} field 'path' must be a non-empty list of viewpoint ids", "Check the split file")
-    return viewpoints
+SPLIT_FIX = "Check that this is an unmodified split file (download it again)"
+# The instructions of a path that has none yet: augmentation paths (python -m agents.augment, EnvDrop's
+# aug_paths.json), whose instructions the speaker writes. Any other blank instruction is refused.
+PATH_ONLY = [""]
 
 
 def load_r2r(source: str | os.PathLike, split: str) -> list[Episode]:
     """Episodes of one R2R split (``train``, ``val_seen``, ``val_unseen``, ``test``), one per instruction.
 
-    ``source`` is a data directory (reads ``R2R/R2R_{split}.json``) or a split file. A malformed file
-    raises one :class:`DataError` naming the file, the entry index and the field.
+    ``source`` is a data directory (reads ``R2R/R2R_{split}.json``) or a split file. Each path is checked
+    (types, finite heading and distance, a non-empty path and instruction list, no blank instruction except
+    the single ``""`` of a path-only entry (:data:`PATH_ONLY`), no repeated ``path_id``); a malformed file
+    raises one :class:`DataError` naming the file, the entry and the field. Paths are checked against the
+    graphs by :func:`tasks.splits.check_paths`.
     """
     path = resolve_split_file(source, split, "R2R")
     records = read_json(path, "R2R split file", "Download the split file again")
     if not isinstance(records, list):
         raise data_error(path, "top level is not a list of paths", "An R2R split file is a JSON list")
+    if not records:
+        raise data_error(path, "holds no paths (an empty list)", SPLIT_FIX)
     episodes = []
+    entry_of: dict[int, int] = {}
     for index, record in enumerate(records):
-        where = f"entry {index}"
-        path_id = check_field(path, where, record, "path_id", int)
-        scan = check_field(path, where, record, "scan", str)
-        viewpoints = check_viewpoints(path, where, record)
-        heading = float(check_field(path, where, record, "heading", (int, float)))
-        distance = check_field(path, where, record, "distance", (int, float), optional=True)
-        instructions = check_field(path, where, record, "instructions", list)
-        for k, instruction in enumerate(instructions):
-            if not isinstance(instruction, str):
-                raise data_error(path, f"entry {index} field 'instructions'[{k}] is not a string", "Check the split file")
+        if not _well_formed(record):
+            _diagnose(path, index, record)
+        path_id = record["path_id"]
+        if path_id in entry_of:
+            raise data_error(path, f"entry {index} field 'path_id' is {path_id}, the same as entry "
+                             f"{entry_of[path_id]}'s",
+                             f"Each path needs its own path_id (its instructions are {path_id}_0, {path_id}_1, ...)")
+        entry_of[path_id] = index
+        where = f"entry {index} (path_id {path_id})"
+        distance = record.get("distance")
+        for k, instruction in enumerate(record["instructions"]):
             episodes.append(
                 Episode(
                     instr_id=f"{path_id}_{k}",
                     path_id=path_id,
-                    scan=scan,
-                    path=list(viewpoints),
-                    heading=heading,
+                    scan=record["scan"],
+                    path=list(record["path"]),
+                    heading=float(record["heading"]),
                     instruction=instruction,
                     distance=None if distance is None else float(distance),
                     language="en",
+                    origin=where,
                 )
             )
     return episodes
+
+
+def _texts(values: object) -> bool:
+    """A non-empty list of strings that are not blank (str.strip raises on anything else: a check at C speed)."""
+    try:
+        return type(values) is list and bool(values) and all(map(str.strip, values))  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
+def _finite(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _well_formed(record: object) -> bool:
+    """Every field of an R2R path record as :func:`load_r2r` needs it: the common case, checked in one pass (a
+    record that fails goes to :func:`_diagnose`, whose checks are the same, for the message)."""
+    if type(record) is not dict:
+        return False
+    scan, distance = record.get("scan"), record.get("distance", 0.0)
+    return (type(record.get("path_id")) is int and type(scan) is str and bool(scan.strip())
+            and _texts(record.get("path")) and _finite(record.get("heading"))
+            and _finite(distance) and distance >= 0.0
+            and (_texts(record.get("instructions")) or record.get("instructions") == PATH_ONLY))
+
+
+def _diagnose(path: Path, index: int, record: object) -> None:
+    """Raise the :class:`DataError` that names the first field of entry ``index`` that is wrong."""
+    where = f"entry {index}"
+    path_id = check_field(path, where, record, "path_id", int, fix=SPLIT_FIX)
+    where = f"entry {index} (path_id {path_id})"
+    check_text(path, where, record, "scan", SPLIT_FIX)
+    check_texts(path, where, record, "path", "viewpoint ids", SPLIT_FIX)
+    check_number(path, where, record, "heading", fix=SPLIT_FIX)
+    check_number(path, where, record, "distance", optional=True, minimum=0.0, fix=SPLIT_FIX)
+    if record.get("instructions") != PATH_ONLY:
+        check_texts(path, where, record, "instructions", "instruction texts", SPLIT_FIX)
+    raise AssertionError(f"{path}: {where} failed the quick check but passes every field check")
 
 
 def encode_episodes(episodes: Iterable[Episode], vocab: Vocab, max_len: int = R2R_MAX_LEN) -> None:
@@ -139,5 +172,5 @@ def build_r2r_vocab(source: str | os.PathLike, split: str = "train", min_count: 
     return r2r_vocab((e.instruction for e in load_r2r(source, split)), min_count, legacy_order)
 
 
-__all__ = ["Episode", "R2R_SPLITS", "DataError", "load_r2r", "encode_episodes", "r2r_vocab", "build_r2r_vocab", "resolve_split_file",
-           "check_field", "check_viewpoints"]
+__all__ = ["Episode", "R2R_SPLITS", "DataError", "load_r2r", "encode_episodes", "r2r_vocab", "build_r2r_vocab",
+           "resolve_split_file", "SPLIT_FIX"]

@@ -17,7 +17,8 @@ import os
 from collections.abc import Iterable
 
 from envs.datadir import DataError, data_error
-from tasks.r2r import Episode, check_field, check_viewpoints, resolve_split_file
+from envs.validate import check_field, check_number, check_text, check_texts
+from tasks.r2r import SPLIT_FIX, Episode, resolve_split_file
 from tasks.tokenize import ENVDROP_MIN_COUNT, RXR_MAX_LEN, Splitter, Vocab, split_multilingual, split_sentence
 
 RXR_SPLITS = ("train", "val_seen", "val_unseen", "test")
@@ -72,6 +73,7 @@ def load_rxr(source: str | os.PathLike, split: str, languages: Iterable[str] | s
     path = resolve_split_file(source, split, "RxR")
     wanted = expand_languages(languages)
     episodes = []
+    line_of: dict[int, int] = {}
     try:
         with _open_text(path) as lines:
             for line_no, line in enumerate(lines, start=1):
@@ -82,26 +84,33 @@ def load_rxr(source: str | os.PathLike, split: str, languages: Iterable[str] | s
                 except json.JSONDecodeError as err:
                     raise data_error(path, f"line {line_no} is not valid JSON ({err})", "Download the guide file again") from None
                 where = f"line {line_no}"
-                language = check_field(path, where, record, "language", str)
+                instruction_id = check_field(path, where, record, "instruction_id", int, fix=SPLIT_FIX)
+                if instruction_id in line_of:
+                    raise data_error(path, f"{where} field 'instruction_id' is {instruction_id}, the same as line "
+                                     f"{line_of[instruction_id]}'s", "Each instruction needs its own instruction_id")
+                line_of[instruction_id] = line_no
+                where = f"line {line_no} (instruction_id {instruction_id})"
+                language = check_field(path, where, record, "language", str, fix=SPLIT_FIX)
                 if language not in LANGUAGES:
-                    raise data_error(path, f"{where}: language {language!r} is not an RxR language",
+                    raise data_error(path, f"{where} field 'language' is {language!r}, not an RxR language code",
                                      f"RxR's codes are {', '.join(LANGUAGES)}; fix or drop the line")
-                if wanted is not None and language not in wanted:
-                    continue
-                episodes.append(
-                    Episode(
-                        instr_id=str(check_field(path, where, record, "instruction_id", int)),
-                        path_id=check_field(path, where, record, "path_id", int),
-                        scan=check_field(path, where, record, "scan", str),
-                        path=check_viewpoints(path, where, record),
-                        heading=float(check_field(path, where, record, "heading", (int, float))),
-                        instruction=check_field(path, where, record, "instruction", str),
-                        language=language,
-                        extra={name: record[name] for name in KEPT_FIELDS if name in record},
-                    )
+                episode = Episode(
+                    instr_id=str(instruction_id),
+                    path_id=check_field(path, where, record, "path_id", int, fix=SPLIT_FIX),
+                    scan=check_text(path, where, record, "scan", SPLIT_FIX),
+                    path=check_texts(path, where, record, "path", "viewpoint ids", SPLIT_FIX),
+                    heading=check_number(path, where, record, "heading", fix=SPLIT_FIX),
+                    instruction=check_text(path, where, record, "instruction", SPLIT_FIX),
+                    language=language,
+                    extra={name: record[name] for name in KEPT_FIELDS if name in record},
+                    origin=where,
                 )
+                if wanted is None or language in wanted:
+                    episodes.append(episode)
     except (OSError, EOFError, UnicodeDecodeError) as err:
         raise data_error(path, f"cannot be read ({err})", "Download the guide file again") from None
+    if not line_of:
+        raise data_error(path, "holds no instructions (no JSON lines)", "Download the guide file again")
     return episodes
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from envs.atomic import write_bytes
 from envs.datadir import data_error
+from envs.validate import first_duplicate
 
 PAD, UNK, EOS, BOS = "<PAD>", "<UNK>", "<EOS>", "<BOS>"
 BASE_VOCAB = (PAD, UNK, EOS)  # the head of every EnvDrop vocabulary file, in this order
@@ -129,9 +130,22 @@ class Vocab:
         path = Path(path)
         if not path.exists():
             raise data_error(path, "vocabulary file not found", "Build one with Vocab.build(...).save(path)")
-        words = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        fix = "Use an EnvDrop-style vocabulary file: <PAD>, <UNK>, <EOS>, then one word a line"
+        try:
+            words = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as err:
+            raise data_error(path, f"is not UTF-8 text ({err.reason} at byte {err.start})", fix) from None
         if tuple(words[:3]) != BASE_VOCAB:
-            raise data_error(path, f"first lines are {words[:3]}, expected {list(BASE_VOCAB)}", "Use an EnvDrop-style vocab file")
+            raise data_error(path, f"first lines are {words[:3]}, expected {list(BASE_VOCAB)}", fix)
+        for line, word in enumerate(words, start=1):
+            if not word:  # a token may hold a space (EnvDrop's ". ." is one), never nothing
+                raise data_error(path, f"line {line} is empty", fix)
+        repeat = first_duplicate(words)
+        if repeat is not None:
+            raise data_error(path, f"line {repeat[1] + 1} repeats the word {words[repeat[1]]!r} of line {repeat[0] + 1}",
+                             "Each word must appear once (its line number is its id)")
+        if BOS in words[:-1]:
+            raise data_error(path, f"holds {BOS} before its last line", f"{BOS} is appended on load; leave it out")
         return cls(words, split)
 
     @classmethod

@@ -106,7 +106,7 @@ def test_caption_files_and_their_errors(small_vl_world, tmp_path):
     data = json.loads((vl / "captions" / "dataset_world.json").read_text())
     del data["images"][2]["sentences"][1]["raw"]
     (tmp_path / "k.json").write_text(json.dumps(data))
-    with pytest.raises(DataError, match=r"k.json: images\[2\]\.sentences\[1\] has no string field 'raw'"):
+    with pytest.raises(DataError, match=r"k.json: images\[2\]\.sentences\[1\] has no field 'raw'"):
         load_karpathy(tmp_path / "k.json")
 
 

@@ -101,3 +101,60 @@ def test_every_command_documents_every_option():
     assert "--no-skyboxes" in world_parser().format_help()
     rxr_help = eval_parser()._subparsers._group_actions[0].choices["rxr"].format_help()
     assert "--languages" in rxr_help and "--all-instructions" not in rxr_help
+
+
+def test_command_turns_errors_into_one_line(capsys, tmp_path, monkeypatch):
+    """The toolkit's errors and refused files exit 2 with one line, a bug exits 1 saying so, Ctrl-C exits 130;
+    --debug or CLIPVIL_DEBUG=1 lets the error through with its traceback."""
+    from envs.cli import command
+    from envs.datadir import DataError
+
+    raised: list[BaseException] = []
+
+    @command
+    def main(argv):
+        raise raised[-1]
+
+    monkeypatch.delenv("CLIPVIL_DEBUG", raising=False)
+    cases = [(DataError("data/x.json: entry 3 field 'heading' is nan. Fix it"), 2,
+              "error: data/x.json: entry 3 field 'heading' is nan. Fix it"),
+             (FileNotFoundError(2, "No such file or directory", str(tmp_path / "gone.json")), 2,
+              f"error: {tmp_path / 'gone.json'}: No such file or directory"),
+             (PermissionError(13, "Permission denied", "/root/out.json"), 2,
+              "error: /root/out.json: Permission denied. Check the file's permissions"),
+             (ZeroDivisionError("division by zero"), 1, "error: unexpected ZeroDivisionError: division by zero. "
+              "This is a bug of the toolkit: rerun with --debug"),
+             (KeyboardInterrupt(), 130, "error: interrupted")]
+    for exc, status, line in cases:
+        raised.append(exc)
+        assert main([]) == status
+        err = capsys.readouterr().err
+        assert err.startswith(line) and err.count("\n") == 1 and "Traceback" not in err, err
+    raised.append(DataError("boom"))
+    with pytest.raises(DataError):
+        main(["--debug"])
+    monkeypatch.setenv("CLIPVIL_DEBUG", "1")
+    with pytest.raises(DataError):
+        main([])
+
+
+def test_every_command_takes_debug():
+    """Every ``python -m`` command is wrapped by envs.cli.command and documents --debug in its --help."""
+    import importlib
+    import io
+    from contextlib import redirect_stdout
+
+    commands = {"agents.train": [], "agents.evaluate": [], "agents.baselines": [], "agents.augment": [],
+                "eval.__main__": ["r2r"], "eval.replay.__main__": [], "features.extract": [], "features.convert": [],
+                "envs.world.__main__": [], "features.gradcam": [], "tasks.vqa.train": [], "tasks.vqa.evaluate": [],
+                "tasks.vqa.zeroshot": [], "tasks.captioning.train": [], "tasks.captioning.evaluate": []}
+    commands = [*commands.items(), ("tasks.vqa.__main__", ["train"]), ("tasks.vqa.__main__", ["eval"]),
+                ("tasks.vqa.__main__", ["zeroshot"]), ("tasks.captioning.__main__", ["train"]),
+                ("tasks.captioning.__main__", ["eval"])]
+    for name, prefix in commands:
+        main = importlib.import_module(name).main
+        assert hasattr(main, "__wrapped__"), f"{name}.main is not wrapped by envs.cli.command"
+        text = io.StringIO()
+        with redirect_stdout(text), pytest.raises(SystemExit):
+            main([*prefix, "--help"])
+        assert "--debug" in text.getvalue() and "CLIPVIL_DEBUG" in text.getvalue(), name

@@ -184,13 +184,13 @@ def test_built_in_world_skyboxes_extract(tiny_world, tmp_path):
                             torch.from_numpy(graph.poses[graph.ix(chosen[1]), :3, :3].copy()))
     np.testing.assert_allclose(stored[[5, 30]], encoder.pooled(views[[5, 30]]).numpy(), rtol=1e-4, atol=1e-4)
     assert main(["--encoder", "RN50", "--data-dir", str(tiny_world), "--out", str(tmp_path / "x.h5"),
-                 "--viewpoints", "nowhere", "--device", "cpu", "--quiet"]) == 1
+                 "--viewpoints", "nowhere", "--device", "cpu", "--quiet"]) == 2
 
 
 def test_missing_mattersim_is_explained(data_dir, tmp_path, capsys):
     code = main(["--encoder", "RN50", "--data-dir", str(data_dir), "--out", str(tmp_path / "x.h5"), "--mattersim",
                  "--device", "cpu", "--quiet"])
-    assert code == 1 and "compiled MatterSim module" in capsys.readouterr().err
+    assert code == 2 and "compiled MatterSim module" in capsys.readouterr().err
 
 
 def test_missing_sources_are_reported(tmp_path, data_dir, capsys):
@@ -198,7 +198,7 @@ def test_missing_sources_are_reported(tmp_path, data_dir, capsys):
     empty.mkdir()
     code = main(["--encoder", "RN50", "--data-dir", str(data_dir), "--views-dir", str(empty),
                  "--out", str(tmp_path / "x.h5"), "--device", "cpu", "--quiet"])
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "no viewpoint has views" in err and str(empty) in err
     assert not (tmp_path / "x.h5").exists()

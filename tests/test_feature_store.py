@@ -190,6 +190,6 @@ def test_convert_cli_writes_atomically(tsv, tmp_path, capsys):
         np.testing.assert_array_equal(store["scan0_vp002"], rows[2][2].astype(np.float16).astype(np.float32))
     assert [p.name for p in dst.parent.iterdir()] == ["feats.h5"]  # no temp file left behind
     bad = _write_lines(tmp_path / "bad.tsv", ["s\tv\t1"])
-    assert convert.main([str(bad), str(tmp_path / "bad.h5"), "--quiet"]) == 1
+    assert convert.main([str(bad), str(tmp_path / "bad.h5"), "--quiet"]) == 2
     assert "bad.tsv: line 1 has 3" in capsys.readouterr().err
     assert not (tmp_path / "bad.h5").exists()

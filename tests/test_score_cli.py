@@ -201,9 +201,9 @@ def test_help_documents_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--results", "--split", "--data-dir", "--per-episode", "--json", "--allow-missing",
                    "--all-instructions", "--inclusive", "--sdtw-inclusive", "--spl-reference", "--spl-floor",
-                   "--collapse-repeats"):
+                   "--collapse-repeats", "--debug"):
         assert option in text
-    assert text.count("\n  --") == 12 and "None" not in text
+    assert text.count("\n  --") == 13 and "None" not in text
 
 
 def test_real_val_unseen_gold_paths(shared_data, tmp_path, capsys):

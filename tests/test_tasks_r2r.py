@@ -42,23 +42,38 @@ def test_episodes_expand_instructions(tmp_path):
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"path": []}, r"entry 1 field 'path' must be a non-empty list"),
-        ({"heading": "north"}, r"entry 1 field 'heading' is 'north', expected int or float"),
-        ({"instructions": ["ok", 5]}, r"entry 1 field 'instructions'\[1\] is not a string"),
+        ({"path": []}, r"entry 1 \(path_id 13\) field 'path' is an empty list, expected viewpoint ids"),
+        ({"heading": "north"}, r"entry 1 \(path_id 13\) field 'heading' is 'north', expected int or float"),
+        ({"heading": float("nan")}, r"entry 1 \(path_id 13\) field 'heading' is nan, expected a finite number"),
+        ({"instructions": ["ok", 5]}, r"entry 1 \(path_id 13\) field 'instructions'\[1\] is 5, not a string"),
+        ({"instructions": []}, r"entry 1 \(path_id 13\) field 'instructions' is an empty list"),
+        ({"instructions": ["ok", " "]}, r"entry 1 \(path_id 13\) field 'instructions'\[1\] is empty"),
+        ({"instructions": ["", ""]}, r"entry 1 \(path_id 13\) field 'instructions'\[0\] is empty"),
+        ({"distance": -1}, r"entry 1 \(path_id 13\) field 'distance' is -1, expected at least 0"),
         ({"path_id": None}, r"entry 1 field 'path_id' is None, expected int"),
+        ({"path_id": 12}, r"entry 1 field 'path_id' is 12, the same as entry 0's"),
     ],
 )
 def test_malformed_split_names_file_entry_field(tmp_path, bad, message):
-    write_split(tmp_path, "val_seen", [RECORD, dict(RECORD, **bad)])
+    write_split(tmp_path, "val_seen", [RECORD, dict(RECORD, path_id=13, **bad) if "path_id" not in bad
+                                       else dict(RECORD, **bad)])
     with pytest.raises(DataError, match=r"R2R_val_seen\.json: " + message):
         load_r2r(tmp_path, "val_seen")
+
+
+def test_augmentation_paths_load_without_instructions(tmp_path):
+    """A path-only entry (``instructions: [""]``, as agents.augment and EnvDrop's aug_paths.json write them)
+    loads: its instruction is written by the speaker."""
+    write_split(tmp_path, "aug_paths", [dict(RECORD, instructions=[""])])
+    (episode,) = load_r2r(tmp_path, "aug_paths")
+    assert episode.instr_id == "12_0" and episode.instruction == ""
 
 
 def test_missing_split_and_field(tmp_path):
     with pytest.raises(DataError, match=r"R2R_val_unseen\.json: R2R val_unseen split not found"):
         load_r2r(tmp_path, "val_unseen")
     write_split(tmp_path, "train", [{k: v for k, v in RECORD.items() if k != "scan"}])
-    with pytest.raises(DataError, match="entry 0 has no field 'scan'"):
+    with pytest.raises(DataError, match=r"entry 0 \(path_id 12\) has no field 'scan'"):
         load_r2r(tmp_path, "train")
 
 

@@ -61,7 +61,7 @@ def test_test_split_file_name_and_errors(tmp_path):
     bad = record(1, "en-US")
     del bad["scan"]
     write_guide(tmp_path, "val_unseen", [record(0, "en-US"), bad])
-    with pytest.raises(DataError, match=r"rxr_val_unseen_guide\.jsonl\.gz: line 2 has no field 'scan'"):
+    with pytest.raises(DataError, match=r"rxr_val_unseen_guide\.jsonl\.gz: line 2 \(instruction_id 1\) has no field 'scan'"):
         load_rxr(tmp_path, "val_unseen")
     path = write_guide(tmp_path, "train", [record(0, "en-US")], gz=False)
     path.write_text(path.read_text() + "{not json\n")
@@ -142,7 +142,7 @@ def test_unknown_language_codes_are_named(tmp_path):
     record = {"instruction_id": 1, "path_id": 1, "scan": "s", "path": ["a"], "heading": 0.0, "instruction": "go",
               "language": "xx-XX"}
     guide.write_text(json.dumps(record) + "\n")
-    with pytest.raises(DataError, match="line 1: language 'xx-XX' is not an RxR language"):
+    with pytest.raises(DataError, match=r"line 1 \(instruction_id 1\) field 'language' is 'xx-XX', not an RxR language code"):
         load_rxr(guide, "val_seen")
     guide.write_text(json.dumps(record | {"language": "hi-IN"}) + "\n")
     with pytest.raises(DataError, match="unknown RxR language 'fr'"):

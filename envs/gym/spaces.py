@@ -8,20 +8,20 @@ import numpy as np
 from envs.gym.candidates import ANGLE_DIM
 from envs.gym.data import TaskData
 from envs.kernel.grid import HEADING_COUNT, VIEW_COUNT
-
-FEATURE_BOUND = 1e4  # finite bounds keep check_env quiet; image features are far smaller than this
+from features.layout import FEATURE_LIMIT
 
 
 def observation_space(data: TaskData, mode: str = "features") -> gym.spaces.Dict:
     """The single-episode observation space (see :class:`envs.gym.env.VLNEnv` and
     :class:`envs.gym.vector_env.VLNVectorEnv`)."""
+    # Feature files are checked to stay within FEATURE_LIMIT (features.layout); finite bounds keep check_env quiet
     dim = data.tables.feature_dim + ANGLE_DIM
     k = data.tables.max_candidates
     spaces = {"instruction": gym.spaces.Box(0, data.vocab_size - 1, shape=(data.max_instr_len,), dtype=np.int64)}
     if mode == "features":
-        spaces["view_features"] = gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, shape=(VIEW_COUNT, dim),
+        spaces["view_features"] = gym.spaces.Box(-FEATURE_LIMIT, FEATURE_LIMIT, shape=(VIEW_COUNT, dim),
                                                  dtype=np.float32)
-        spaces["candidate_features"] = gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, shape=(k, dim),
+        spaces["candidate_features"] = gym.spaces.Box(-FEATURE_LIMIT, FEATURE_LIMIT, shape=(k, dim),
                                                       dtype=np.float32)
     elif mode == "indices":
         spaces["viewpoint"] = gym.spaces.Box(0, len(data.tables.features) - 1, shape=(), dtype=np.int64)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from envs.datadir import DataError, data_error, read_json
+from envs.validate import NUMBER, check_number, first_duplicate, first_nonfinite, shown
 
 _FIELDS = ("image_id", "pose", "included", "unobstructed")
 
@@ -42,28 +44,15 @@ class NavGraph:
     def __init__(self, scan: str, records: list[dict], source: str | Path = "<memory>") -> None:
         self.scan = scan
         self.source = str(source)
-        n = len(records)
-        for i, rec in enumerate(records):
-            missing = [f for f in _FIELDS if f not in rec]
-            if missing:
-                raise data_error(source, f"record {i} lacks field(s) {missing}",
-                                 "Each record needs image_id, pose, included and unobstructed")
-            if len(rec["pose"]) != 16:
-                raise data_error(source, f"record {i} ({rec['image_id']}): 'pose' has {len(rec['pose'])} "
-                                 "values, expected 16 (a row-major 4x4 matrix)")
-            if len(rec["unobstructed"]) != n:
-                raise data_error(source, f"record {i} ({rec['image_id']}): 'unobstructed' has "
-                                 f"{len(rec['unobstructed'])} entries, expected {n} (one per viewpoint)")
-        self.ids: list[str] = [rec["image_id"] for rec in records]
+        ids, poses, included, unobstructed, heights = check_records(records, source)
+        n = len(ids)
+        self.ids: list[str] = ids
         self.index: dict[str, int] = {vp: i for i, vp in enumerate(self.ids)}
-        if len(self.index) != n:
-            raise data_error(source, "duplicate 'image_id' values", "Each viewpoint must appear once")
-        self.poses = np.asarray([rec["pose"] for rec in records], dtype=np.float32).reshape(n, 4, 4)
+        self.poses = poses.astype(np.float32).reshape(n, 4, 4)
         self.positions = np.ascontiguousarray(self.poses[:, :3, 3])
-        self.heights = np.asarray([rec.get("height", 0.0) for rec in records], dtype=np.float32)
-        self.included = np.asarray([bool(rec["included"]) for rec in records], dtype=bool)
-        unob = np.asarray([rec["unobstructed"] for rec in records], dtype=bool).reshape(n, n)
-        self.unobstructed = unob & self.included[:, None] & self.included[None, :]
+        self.heights = heights.astype(np.float32)
+        self.included = included
+        self.unobstructed = unobstructed & self.included[:, None] & self.included[None, :]
         np.fill_diagonal(self.unobstructed, False)
         self._compute_shortest_paths()
 
@@ -148,22 +137,134 @@ class NavGraph:
         return total
 
 
+# ---------------------------------------------------------------------------------------------- validation
+RESTORE = "Restore the file from the Matterport3DSimulator connectivity download"
+
+
+def check_records(records: list[dict], source: str | Path) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                                      np.ndarray, np.ndarray]:
+    """Check a connectivity file's records; returns ids, poses [N, 16] float64, included [N] bool,
+    unobstructed [N, N] bool and heights [N] float64.
+
+    Vectorised on the valid path (numpy builds the arrays and checks their kind, shape and finiteness in one go);
+    only a failure walks the records to name the first bad one, its id and field.
+    """
+    n = len(records)
+    if n == 0:
+        raise data_error(source, "holds no viewpoints (an empty list)", RESTORE)
+    for i, rec in enumerate(records):
+        missing = [f for f in _FIELDS if f not in rec]
+        if missing:
+            raise data_error(source, f"record {i} lacks field(s) {missing}",
+                             "Each record needs image_id, pose, included and unobstructed")
+    ids = [rec["image_id"] for rec in records]
+    for i, vp in enumerate(ids):
+        if not isinstance(vp, str) or not vp.strip():
+            raise data_error(source, f"record {i} field 'image_id' is {shown(vp)}, expected a viewpoint id string",
+                             RESTORE)
+    repeat = first_duplicate(ids)
+    if repeat is not None:
+        raise data_error(source, f"record {repeat[1]} field 'image_id' repeats record {repeat[0]} ({ids[repeat[0]]})",
+                         "Each viewpoint must appear once; " + RESTORE.lower())
+    poses = _numbers(records, source, "pose", 16, "values (a row-major 4x4 matrix)")
+    heights = np.asarray([rec.get("height", 0.0) for rec in records])
+    if heights.dtype.kind not in "iuf" or heights.dtype == bool or first_nonfinite(heights) is not None:
+        for i, rec in enumerate(records):
+            check_number(source, _record(i, rec), rec, "height", optional=True, fix=RESTORE)
+    for i, rec in enumerate(records):
+        if not isinstance(rec["included"], bool):
+            raise data_error(source, f"{_record(i, rec)} field 'included' is {shown(rec['included'])}, expected true "
+                             "or false", RESTORE)
+    included = np.fromiter((rec["included"] for rec in records), dtype=bool, count=n)
+    if not included.any():
+        raise data_error(source, "has no included viewpoint (every record has 'included': false)", RESTORE)
+    unobstructed = _flags(records, source, "unobstructed", n)
+    if any("visible" in rec for rec in records):
+        _flags(records, source, "visible", n, build=False)
+    return ids, poses, included, unobstructed, heights.astype(np.float64)
+
+
+def _record(i: int, rec: dict) -> str:
+    return f"record {i} ({rec['image_id']})"
+
+
+def _numbers(records: list[dict], source: str | Path, name: str, size: int, what: str) -> np.ndarray:
+    """Field ``name`` of every record as a float64 [N, size] array of finite numbers."""
+    rows = [rec[name] for rec in records]
+    if all(type(row) is list and len(row) == size for row in rows) \
+            and set(map(type, chain.from_iterable(rows))) <= {int, float}:  # not bool, not str: types first
+        values = np.asarray(rows, dtype=np.float64)
+        if first_nonfinite(values) is None:
+            return values
+    for i, (rec, value) in enumerate(zip(records, rows)):
+        if not isinstance(value, list) or len(value) != size:
+            count = f"has {len(value)} values" if isinstance(value, list) else f"is {shown(value)}"
+            raise data_error(source, f"{_record(i, rec)}: {name!r} {count}, expected {size} {what}", RESTORE)
+        for k, x in enumerate(value):
+            if not isinstance(x, NUMBER) or isinstance(x, bool) or not math.isfinite(x):
+                raise data_error(source, f"{_record(i, rec)} field {name!r}[{k}] is {shown(x)}, expected a finite "
+                                 "number", RESTORE)
+    raise AssertionError("unreachable: the array check failed but no record is wrong")
+
+
+def _flags(records: list[dict], source: str | Path, name: str, n: int, build: bool = True) -> np.ndarray | None:
+    """Field ``name`` of every record: n true/false flags each (0 and 1 pass too), as a bool [N, N] array; with
+    ``build`` False only the lists and their lengths are checked (for ``visible``, which nothing reads)."""
+    rows = [rec.get(name) for rec in records]
+    if all(type(row) is list and len(row) == n for row in rows):
+        if not build:
+            return None
+        try:  # bytes() takes exactly the ints 0..255, bools among them: a type check at C speed
+            flat = np.frombuffer(bytes(chain.from_iterable(rows)), dtype=np.uint8)
+        except (TypeError, ValueError):
+            flat = None
+        if flat is not None and flat.max(initial=0) <= 1:
+            return flat.view(bool).reshape(n, n)
+    for i, (rec, value) in enumerate(zip(records, rows)):
+        if not isinstance(value, list) or len(value) != n:
+            count = f"has {len(value)} entries" if isinstance(value, list) else f"is {shown(value)}"
+            raise data_error(source, f"{_record(i, rec)}: {name!r} {count}, expected {n} (one per viewpoint)", RESTORE)
+        for k, x in enumerate(value):
+            if type(x) not in (bool, int) or x not in (0, 1):
+                raise data_error(source, f"{_record(i, rec)} field {name!r}[{k}] is {shown(x)}, expected true or "
+                                 "false", RESTORE)
+    raise AssertionError("unreachable: the array check failed but no record is wrong")
+
+
+# ---------------------------------------------------------------------------------------------- files
 def read_scans_txt(connectivity_dir: str | Path) -> list[str]:
-    """The scans listed in ``scans.txt`` (MatterSim loads every one it names)."""
+    """The scans listed in ``scans.txt`` (MatterSim loads every one it names), checked: none empty, none twice."""
     path = Path(connectivity_dir) / "scans.txt"
     if not path.exists():
         raise data_error(path, "scans.txt not found", "The connectivity folder must list its scans, one per line")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise data_error(path, f"is not UTF-8 text ({err.reason})", "List one scan id per line") from None
+    scans = [line.strip() for line in lines if line.strip()]
+    if not scans:
+        raise data_error(path, "lists no scans", "List one scan id per line, e.g. 17DRP5sb8fy")
+    for scan in scans:
+        if any(c.isspace() or c in "/\\" for c in scan) or scan.endswith(".json"):
+            line = 1 + next(k for k, text in enumerate(lines) if text.strip() == scan)
+            raise data_error(path, f"line {line} is {shown(scan)}, not a scan id",
+                             "List one scan id per line (e.g. 17DRP5sb8fy), without paths or suffixes")
+    repeat = first_duplicate(scans)
+    if repeat is not None:
+        raise data_error(path, f"lists scan {scans[repeat[1]]} twice", "List each scan once")
+    return scans
 
 
 def load_records(path: Path) -> list[dict]:
     """Read a connectivity file, turning JSON and shape errors into one clear :class:`DataError`."""
     if not path.exists():
         raise data_error(path, "connectivity file not found", "Is the scan id right, and is it listed in scans.txt?")
-    records = read_json(path, "connectivity file",
-                        "Restore the file from the Matterport3DSimulator connectivity download")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise data_error(path, "expected a JSON list of viewpoint records")
+    records = read_json(path, "connectivity file", RESTORE)
+    if not isinstance(records, list):
+        raise data_error(path, f"is a JSON {type(records).__name__}, expected a list of viewpoint records", RESTORE)
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise data_error(path, f"record {i} is {shown(rec)}, expected an object", RESTORE)
     return records
 
 
@@ -182,6 +283,10 @@ def load_graphs(connectivity_dir: str | Path, scans: list[str] | None = None) ->
     """Load the graphs of ``scans`` (default: every scan in ``scans.txt``)."""
     if scans is None:
         scans = read_scans_txt(connectivity_dir)
+        for scan in scans:
+            if not (Path(connectivity_dir) / f"{scan}_connectivity.json").exists():
+                raise data_error(Path(connectivity_dir) / "scans.txt", f"lists scan {scan}, but {scan}_connectivity.json "
+                                 "is not beside it", "Restore that file or remove the scan from scans.txt")
     return {scan: load_graph(connectivity_dir, scan) for scan in scans}
 
 

@@ -67,20 +67,39 @@ def _skybox_paths(skybox_dir: Path, scan: str, viewpoint: str) -> tuple[list[Pat
 
 
 def has_skybox(skybox_dir: str | os.PathLike, scan: str, viewpoint: str) -> bool:
-    """Whether either skybox layout exists for this viewpoint."""
+    """Whether either skybox layout exists for this viewpoint. Some faces without the others (and without the
+    merged file) is a broken download, a :class:`~envs.datadir.DataError` naming the missing faces."""
     faces, small = _skybox_paths(Path(skybox_dir), scan, viewpoint)
-    return all(p.exists() for p in faces) or small.exists()
+    if small.exists():
+        return True
+    present = [p.exists() for p in faces]
+    if all(present):
+        return True
+    if any(present):
+        missing = [p.name for p, there in zip(faces, present) if not there]
+        raise data_error(faces[0].parent, f"viewpoint {viewpoint} has {sum(present)} of its 6 skybox faces "
+                         f"({', '.join(missing)} missing)", "Download or extract that viewpoint's skybox again")
+    return False
 
 
-def _decode(path: Path) -> torch.Tensor:
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as uint8 RGB ``[H, W, 3]``; a file that does not decode (cut short, empty, not an image) is
+    a :class:`~envs.datadir.DataError` naming it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
+            return np.array(image.convert("RGB"))
+    except (UnidentifiedImageError, SyntaxError, ValueError) as error:
         raise data_error(path, f"cannot be decoded as an image ({error})", "Re-download or regenerate it") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)  # [3, H, W] uint8
+    except OSError as error:
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        raise data_error(path, f"cannot be decoded as an image ({error})", "Re-download or regenerate it") from None
+
+
+def _decode(path: Path) -> torch.Tensor:
+    return torch.from_numpy(read_rgb(path)).permute(2, 0, 1)  # [3, H, W] uint8
 
 
 def load_skybox(skybox_dir: str | os.PathLike, scan: str, viewpoint: str) -> torch.Tensor:
@@ -93,10 +112,12 @@ def load_skybox(skybox_dir: str | os.PathLike, scan: str, viewpoint: str) -> tor
     faces_paths, small = _skybox_paths(Path(skybox_dir), scan, viewpoint)
     if all(p.exists() for p in faces_paths):
         faces = [_decode(p) for p in faces_paths]
-        sizes = {tuple(f.shape[1:]) for f in faces}
-        if len(sizes) != 1 or faces[0].shape[1] != faces[0].shape[2]:
-            raise data_error(faces_paths[0].parent, f"skybox faces of {viewpoint} are not equal squares: {sorted(sizes)}",
-                             "Each _skybox{i}_sami.jpg must be an S x S image")
+        for path, face in zip(faces_paths, faces):  # each an S x S square, S the first face's
+            if face.shape[1:] != (faces[0].shape[1],) * 2:
+                h, w = face.shape[1:]
+                raise data_error(path, f"is {w}x{h}: the skybox faces of {viewpoint} are not equal squares (the first "
+                                 f"is {faces[0].shape[2]}x{faces[0].shape[1]})",
+                                 "Each _skybox{i}_sami.jpg must be an S x S image; download the skybox again")
         return torch.stack(faces)
     if small.exists():
         merged = _decode(small)

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from envs.cli import add_config_arguments, config_from_args
+from envs.cli import add_config_arguments, add_debug_option, command, config_from_args
 from envs.datadir import DataError
 from envs.world.vl import VLConfig
 from envs.world.writer import WorldConfig, build_world
@@ -33,28 +33,25 @@ def parser() -> argparse.ArgumentParser:
     add_config_arguments(p, BuildCommand)
     add_config_arguments(p, WorldConfig)
     add_config_arguments(p, VLConfig)
+    add_debug_option(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    command, config = config_from_args(BuildCommand, args), config_from_args(WorldConfig, args)
-    try:
-        summary = build_world(command.out, config, force=command.force, vl=config_from_args(VLConfig, args))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    build, config = config_from_args(BuildCommand, args), config_from_args(WorldConfig, args)
+    if build.clip_encoder and not config.skyboxes:
+        raise DataError("--clip-encoder needs skyboxes (drop --no-skyboxes)")
+    summary = build_world(build.out, config, force=build.force, vl=config_from_args(VLConfig, args))
     print(summary.describe())
-    if command.clip_encoder:
-        return extract_clip(command.out, command.clip_encoder, command.clip_weights)
+    if build.clip_encoder:
+        return extract_clip(build.out, build.clip_encoder, build.clip_weights)
     return 0
 
 
 def extract_clip(world: Path, encoder: str, weights: str | None) -> int:
-    """The world's skyboxes through the same extraction path as Matterport's (render 36 views, encode)."""
-    if not (world / "skyboxes").is_dir():
-        print("error: --clip-encoder needs skyboxes (drop --no-skyboxes)", file=sys.stderr)
-        return 2
+    """The world's skyboxes through the same extraction command as Matterport's (render 36 views, encode)."""
     from features.extract import main as extract_main
 
     out = world / "features" / f"clip-{encoder.lower()}.h5"

@@ -2,7 +2,10 @@
 
 Everything is written into a temporary folder beside ``out`` and renamed into place at the end, so a
 reader never sees half a world and two processes racing to build the same world both end up with a
-complete one. JSON output is a pure function of the config (same seed -> byte-identical files).
+complete one. A build killed at any moment leaves ``out`` absent or complete (with ``--force``, the old world,
+the new one, or none when the kill falls between the two renames); its temporary folder is removed by the
+next build of the same ``out``. JSON output is a pure function of the config (same seed -> byte-identical
+files).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +172,8 @@ def build_world(out: Path, config: WorldConfig | None = None, force: bool = Fals
         raise data_error(out, "already exists", "Choose another --out, or pass --force to replace it")
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_builds(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-{os.getpid()}-", dir=out.parent))
     try:
         summary = _build_into(tmp, config)
         if vl.vl:
@@ -183,18 +188,45 @@ def build_world(out: Path, config: WorldConfig | None = None, force: bool = Fals
     return summary
 
 
+def remove_stale_builds(out: Path) -> None:
+    """Delete the temporary folders that killed builds of ``out`` left beside it (``.{name}.build-{pid}-*`` and
+    ``.{name}.old-{pid}-*`` of processes that no longer run); a build still running keeps its own."""
+    for folder in out.parent.glob(f".{glob_escape(out.name)}.*-*-*"):
+        kind, _, rest = folder.name[len(out.name) + 2:].partition("-")
+        pid = rest.partition("-")[0]
+        if kind in ("build", "old") and pid.isdigit() and not _running(int(pid)) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _publish(tmp: Path, out: Path, force: bool) -> None:
+    # The old world steps aside and the new one takes its place at once; the old one is deleted only after, so
+    # a kill leaves no world only between the two renames, not during a deletion.
+    trash = None
     if out.exists() and force:
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
         os.replace(out, trash / "old")
-        shutil.rmtree(trash, ignore_errors=True)
     try:
         os.rename(tmp, out)
     except OSError:
         if (out / "world.json").exists():  # another process published the same world first
             shutil.rmtree(tmp, ignore_errors=True)
             return
+        if trash is not None:  # put the old world back
+            os.replace(trash / "old", out)
         raise
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 def house_roles(config: WorldConfig) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataDir, DataError
 from envs.kernel.navgraph import load_graphs
 from envs.world.builtin import resolve_data_dir
@@ -50,26 +50,22 @@ class ReplayConfig:
     """no progress bar"""
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(ReplayConfig, argv, prog="python -m eval.replay", description=__doc__.split(":")[0])
     if cfg.out is None and cfg.png is None:
-        print("error: nothing to write: pass --out replay.html and/or --png DIR", file=sys.stderr)
-        return 2
-    try:
-        data_dir = resolve_data_dir(cfg.data_dir)
-        selection = Selection(cfg.instr_id, cfg.worst, cfg.limit)
-        progress = lambda items: tqdm(items, desc="views", unit="viewpoint", disable=cfg.quiet)  # noqa: E731
-        replay = replay_data(cfg.task, cfg.results, data_dir, cfg.split, selection, cfg.views_dir,
-                             images=not cfg.no_images and cfg.out is not None, languages=cfg.languages or None,
-                             progress=progress)
-        if cfg.png is not None:
-            data = DataDir(data_dir)
-            graphs = load_graphs(data.connectivity, sorted({r["scan"] for r in replay.episodes}))
-            written = write_figures(replay.episodes, graphs, cfg.png)
-            print(f"{len(written)} maps written to {cfg.png}")
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise DataError("nothing to write: pass --out replay.html and/or --png DIR")
+    data_dir = resolve_data_dir(cfg.data_dir)
+    selection = Selection(cfg.instr_id, cfg.worst, cfg.limit)
+    progress = lambda items: tqdm(items, desc="views", unit="viewpoint", disable=cfg.quiet)  # noqa: E731
+    replay = replay_data(cfg.task, cfg.results, data_dir, cfg.split, selection, cfg.views_dir,
+                         images=not cfg.no_images and cfg.out is not None, languages=cfg.languages or None,
+                         progress=progress)
+    if cfg.png is not None:
+        data = DataDir(data_dir)
+        graphs = load_graphs(data.connectivity, sorted({r["scan"] for r in replay.episodes}))
+        written = write_figures(replay.episodes, graphs, cfg.png)
+        print(f"{len(written)} maps written to {cfg.png}")
     for note in replay.notes:
         print(f"note: {note}", file=sys.stderr)
     if cfg.out is not None:

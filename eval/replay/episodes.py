@@ -158,6 +158,7 @@ def _image_source(data: DataDir, views_dir: Path | None, graphs: dict[str, NavGr
 def _read_views(views_dir: Path, scan: str, viewpoint: str, views: list[int]) -> dict[int, np.ndarray]:
     from PIL import Image
 
+    from envs.kernel.skybox import read_rgb
     from features.views import view_file, view_folder
 
     folder = view_folder(views_dir, scan, viewpoint)
@@ -165,8 +166,7 @@ def _read_views(views_dir: Path, scan: str, viewpoint: str, views: list[int]) ->
     for ix in views if folder is not None else []:
         path = view_file(folder, ix)
         if path is not None:
-            with Image.open(path) as image:
-                out[ix] = np.asarray(image.convert("RGB").resize((IMAGE_WIDTH, IMAGE_HEIGHT)))
+            out[ix] = np.asarray(Image.fromarray(read_rgb(path)).resize((IMAGE_WIDTH, IMAGE_HEIGHT)))
     return out
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sys
 
+from envs.cli import command
 from tasks.vl.commands import dispatch
 
 COMMANDS = {"train": "tasks.captioning.train", "eval": "tasks.captioning.evaluate"}
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     return dispatch("python -m tasks.captioning", COMMANDS, argv)
 
 

@@ -7,7 +7,6 @@ run here (METEOR and SPICE without Java, SPICE without its CoreNLP jars) is skip
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,7 +15,7 @@ import torch
 
 from envs.atomic import write_json
 from envs.checkpoint import load_checkpoint
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataError
 from tasks.captioning.data import load_coco_references, load_karpathy, load_results, split_images
 from tasks.captioning.metrics import METRICS, coco_scores
@@ -83,7 +82,8 @@ def evaluate(cfg: CaptionEvalConfig) -> dict:
             train = split_images(load_karpathy(karpathy), "train")
             captions = nearest_neighbour_captions(train, grid.stack([im.image_id for im in train]), order, features)
         else:
-            state = load_checkpoint(cfg.checkpoint, map_location=cfg.device)
+            state = load_checkpoint(cfg.checkpoint, map_location=cfg.device,
+                                    kind=("captioner", "captioning-training-state"))
             model = Captioner(CaptionerConfig(**state["captioner"])).to(cfg.device)
             model.load_state_dict(state["model"])
             captions = decode_images(model, Vocab(state["vocab"]), features, cfg.beam, torch.device(cfg.device))
@@ -97,14 +97,11 @@ def evaluate(cfg: CaptionEvalConfig) -> dict:
     return {"scores": scores, "skipped": skipped, "images": len(predictions)}
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(CaptionEvalConfig, argv, prog="python -m tasks.captioning eval",
                        description=__doc__.splitlines()[0])
-    try:
-        report = evaluate(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = evaluate(cfg)
     if cfg.json:
         print(json.dumps(report, indent=2))
     else:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from envs.atomic import write_json
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataError
 from tasks.captioning.data import CaptionedImage, load_karpathy, split_images
 from tasks.captioning.metrics import CiderD, coco_scores, tokenize
@@ -144,16 +144,17 @@ def train(cfg: CaptionTrainConfig) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup))
     val_refs = {im.image_id: im.captions for im in val_images}
     out = Path(cfg.out) if cfg.out else default_run_folder("caption", f"{cfg.layers}x{cfg.d}")
-    run = Run(out, cfg, cfg.resume, {"features_file": str(grid.path), "vocabulary": len(vocab)})
+    run = Run(out, cfg, cfg.resume, {"features_file": str(grid.path), "vocabulary": len(vocab)}, task="captioning")
     iteration = 0
-    if cfg.resume:
-        state = run.restore()
-        model.load_state_dict(state["model"])
-        iteration = state["iteration"]
-        if iteration > cfg.iters:  # in the self-critical stage: its optimiser
-            optimizer = torch.optim.Adam(model.parameters(), lr=cfg.scst_lr)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    state = run.restore()
+    if state is not None:
+        with run.fitting():
+            model.load_state_dict(state["model"])
+            iteration = state["iteration"]
+            if iteration > cfg.iters:  # in the self-critical stage: its optimiser
+                optimizer = torch.optim.Adam(model.parameters(), lr=cfg.scst_lr)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
     total = cfg.iters + cfg.scst_iters
     if not cfg.quiet:
         print(f"training the captioner on {len(train_images)} images ({len(pairs)} captions, {len(vocab)} words), "
@@ -216,16 +217,13 @@ def train(cfg: CaptionTrainConfig) -> Run:
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(CaptionTrainConfig, argv, prog="python -m tasks.captioning train",
                        description=__doc__.splitlines()[0])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    try:
-        run = train(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run = train(cfg)
     if not cfg.quiet:
         print(f"done. best val {run.best.get('val')} (iteration {run.best.get('iteration')})\noutputs: {run.out}")
     return 0

@@ -2,21 +2,28 @@
 
 A run folder holds ``config.json`` (the resolved config), ``checkpoint.pt`` (latest, for ``--resume``),
 ``best.pt`` (best validation score), ``scores.json`` (every evaluation), results files and TensorBoard logs
-under ``tb/`` (scalars grouped ``losses/``, ``eval/``), as :mod:`agents.train` does.
+under ``tb/`` (scalars grouped ``losses/``, ``eval/``), as :mod:`agents.train` does. Checkpoints carry their
+kind (``vqa-training-state`` and ``vqa-head``, ``captioning-training-state`` and ``captioner``), so a
+checkpoint of another task is refused by name; ``--resume`` checks the checkpoint before it writes anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from envs.atomic import write_json
-from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint
+from envs.atomic import remove_leftovers, write_json
+from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint, set_rng_state
+from envs.datadir import data_error
+
+MODEL_KIND = {"vqa": "vqa-head", "captioning": "captioner"}  # the kind of RUN/best.pt, by task
 
 
 @dataclass
@@ -45,18 +52,35 @@ def default_run_folder(task: str, name: str) -> Path:
 
 
 class Run:
-    """One training run's folder, TensorBoard writer, checkpoints and score history."""
+    """One training run's folder, TensorBoard writer, checkpoints and score history.
 
-    def __init__(self, out: Path, config: object, resume: bool, extra: dict | None = None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    With ``resume``, ``RUN/checkpoint.pt`` is loaded and checked (a checkpoint of this task) before anything is
+    written, so a resume that fails leaves the folder as it was; a run killed before its first checkpoint has
+    none, and starts again from the beginning.
+    """
 
+    def __init__(self, out: Path, config: object, resume: bool, extra: dict | None = None,
+                 task: str = "vqa") -> None:
+        self.kind, self.model_kind = f"{task}-training-state", MODEL_KIND[task]
         self.out = prepare_run_folder(out, resume)
+        self.saved = None
+        if resume and (self.out / "checkpoint.pt").exists():
+            self.saved = load_checkpoint(self.out / "checkpoint.pt", kind=self.kind)
         if not resume:
             values = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
             write_json(self.out / "config.json", values | (extra or {}), indent=2)
-        self.writer = SummaryWriter(str(self.out / "tb"))
+        self._writer = None
         self.history: list[dict] = []
         self.best: dict = {}
+
+    @property
+    def writer(self):
+        """TensorBoard's writer (under ``RUN/tb``), opened on first use: a run that fails to start writes none."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out / "tb"))
+        return self._writer
 
     def scalars(self, group: str, values: dict[str, float], step: int) -> None:
         """Log ``values`` under ``group/`` at ``step``."""
@@ -70,23 +94,44 @@ class Run:
         better = key > self.best.get("key", -float("inf"))
         if better:
             self.best = {"key": key, **record}
-            save_checkpoint(self.out / "best.pt", state)
+            save_checkpoint(self.out / "best.pt", state, self.model_kind)
         write_json(self.out / "scores.json", {"best": self.best, "history": self.history}, indent=2)
         self.writer.flush()
         return better
 
     def save(self, state: dict) -> None:
         """The latest state, with the history and the best so far, for ``--resume``."""
-        save_checkpoint(self.out / "checkpoint.pt", state | {"history": self.history, "best": self.best})
+        save_checkpoint(self.out / "checkpoint.pt", state | {"history": self.history, "best": self.best}, self.kind)
 
-    def restore(self) -> dict:
-        """The latest state (and the RNG states it saved)."""
-        state = load_checkpoint(self.out / "checkpoint.pt", restore_rng=True)
-        self.history, self.best = state["history"], state["best"]
+    def restore(self) -> dict | None:
+        """The state resumed from (its RNG states restored), or None when there is none (not resuming, or a run
+        killed before its first checkpoint)."""
+        if self.saved is None:
+            return None
+        state = self.saved
+        with self.fitting():
+            self.history, self.best = state["history"], state["best"]
+            if "rng" in state:
+                set_rng_state(state["rng"])
+        remove_leftovers(self.out)  # temporary files of writes a kill interrupted (this run is their only writer)
+        remove_leftovers(self.out / "results")
         return state
 
+    @contextmanager
+    def fitting(self) -> Iterator[None]:
+        """Around loading the saved state into the run's model and optimiser: a state that does not fit (other
+        sizes or options) is one :class:`~envs.datadir.DataError`, not a torch traceback."""
+        try:
+            yield
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise data_error(self.out / "checkpoint.pt", f"does not fit this run ({type(err).__name__}: {first})",
+                             "Resume with the options the run was started with (see its config.json), or start "
+                             "a new run") from None
+
     def close(self) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters, max_norm: float) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envs.datadir import data_error
+from envs.validate import check_field, check_text, shown
 
 LABELS = ("entailment", "neutral", "contradiction")
 
@@ -25,25 +26,48 @@ class EntailmentPair:
     premise: str = ""
 
 
+SNLI_FIX = ("One JSON object a line with Flickr30K_ID, sentence2, gold_label (and pairID, sentence1), as in "
+            "snli_ve_{train,dev,test}.jsonl")
+
+
 def load_snli_ve(path: str | os.PathLike) -> list[EntailmentPair]:
-    """Every pair of an SNLI-VE jsonl file; a malformed line is a :class:`DataError` naming the line and field."""
+    """Every pair of an SNLI-VE jsonl file.
+
+    Checked as read: at least one pair; each line an object with a non-empty image id and hypothesis, a label
+    among :data:`LABELS` and a ``pairID`` no other line has. A malformed line is one :class:`DataError` naming the
+    file, the line and the field.
+    """
     path = Path(path)
     if not path.exists():
         raise data_error(path, "SNLI-VE file not found", "Give snli_ve_{train,dev,test}.jsonl")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise data_error(path, f"is not UTF-8 text (byte {exc.start})", SNLI_FIX) from None
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"line {number}"
         try:
             entry = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise data_error(path, f"line {number} is not JSON ({exc.msg})", "One JSON object a line") from None
-        for name in ("Flickr30K_ID", "sentence2", "gold_label"):
-            if not isinstance(entry, dict) or not isinstance(entry.get(name), str):
-                raise data_error(path, f"line {number} has no string field {name!r}", "Use the snli_ve_*.jsonl schema")
-        if entry["gold_label"] not in LABELS:
-            raise data_error(path, f"line {number} field 'gold_label' is {entry['gold_label']!r}",
-                             f"Labels are {', '.join(LABELS)}")
-        pairs.append(EntailmentPair(str(entry.get("pairID", number)), entry["Flickr30K_ID"], entry["sentence2"],
-                                    entry["gold_label"], entry.get("sentence1", "")))
+            raise data_error(path, f"{where} is not JSON ({exc.msg})", SNLI_FIX) from None
+        image = str(check_field(path, where, entry, "Flickr30K_ID", (str, int), fix=SNLI_FIX))
+        if not image.strip():
+            raise data_error(path, f"{where} field 'Flickr30K_ID' is empty", SNLI_FIX)
+        hypothesis = check_text(path, where, entry, "sentence2", SNLI_FIX)
+        label = check_field(path, where, entry, "gold_label", str, fix=SNLI_FIX)
+        if label not in LABELS:
+            raise data_error(path, f"{where} field 'gold_label' is {shown(label)}", f"Labels are {', '.join(LABELS)}")
+        pair_id = str(entry.get("pairID", number))
+        if pair_id in first_line:
+            raise data_error(path, f"{where} field 'pairID' is {pair_id}, the same as line {first_line[pair_id]}'s",
+                             f"Each pair needs its own pairID. {SNLI_FIX}")
+        first_line[pair_id] = number
+        premise = entry.get("sentence1", "")
+        pairs.append(EntailmentPair(pair_id, image, hypothesis, label, premise if isinstance(premise, str) else ""))
+    if not pairs:
+        raise data_error(path, "holds no pairs (an empty file)", SNLI_FIX)
     return pairs

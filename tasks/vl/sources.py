@@ -42,7 +42,7 @@ def open_grid_features(path: str | os.PathLike | None, vl: Path | None, encoder:
     target = default_features_path(vl, encoder)
     if not target.exists():
         if encoder.replace("/", "-") not in ENCODERS:
-            raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
+            raise data_error("--encoder", f"unknown encoder {encoder!r}", f"Choose one of {', '.join(ENCODERS)}")
         images = list_images(vl / "images")
         print(f"Extracting {encoder} grid features of {len(images)} images into {target} (once; a killed run "
               f"resumes)...", file=sys.stderr, flush=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from envs.datadir import DataError, data_error, read_json
+from envs.validate import check_text, first_duplicate, kind_names, shown
 from tasks.vqa.accuracy import answer_scores, infer_answer_type, normalize_answer
 
 
@@ -39,47 +40,80 @@ class Question:
     answers: list[str] = field(default_factory=list)
 
 
-def _field(record: object, name: str, path: Path, where: str, kinds: type | tuple = object):
+VQA_FIX = "Check the file is in the VQA v2 format (download it again, or pair it with its own split's file)"
+
+
+def _field(record: object, name: str, path: Path, where: str, kinds: type | tuple = object,
+           fix: str = "Check the file is in the VQA v2 / GQA format"):
     if not isinstance(record, dict) or name not in record:
-        raise data_error(path, f"{where} has no field {name!r}", "Check the file is in the VQA v2 / GQA format")
+        raise data_error(path, f"{where} has no field {name!r}", fix)
     value = record[name]
-    if not isinstance(value, kinds):
-        raise data_error(path, f"{where} field {name!r} is {type(value).__name__} {value!r}",
-                         f"Expected {getattr(kinds, '__name__', kinds)}")
+    if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not object):
+        raise data_error(path, f"{where} field {name!r} is {type(value).__name__} {shown(value)}",
+                         f"Expected {kind_names(kinds)}. {fix}")
     return value
 
 
+def _entries(data: object, name: str, path: Path) -> list:
+    """The non-empty list ``data[name]`` of a VQA file (``questions`` or ``annotations``)."""
+    entries = _field(data, name, path, "the file", list, VQA_FIX)
+    if not entries:
+        raise data_error(path, f"field {name!r} is an empty list", f"A VQA file holds at least one entry. {VQA_FIX}")
+    return entries
+
+
+def _unique(path: Path, name: str, ids: list) -> None:
+    """Refuse a ``question_id`` that two entries share (answers would be scored against the wrong question)."""
+    twice = first_duplicate(ids)
+    if twice is not None:
+        raise data_error(path, f"{name}[{twice[1]}] field 'question_id' is {ids[twice[1]]!r}, the same as "
+                         f"{name}[{twice[0]}]'s", f"Each question needs its own question_id. {VQA_FIX}")
+
+
 def load_vqa(questions: str | os.PathLike, annotations: str | os.PathLike | None = None) -> list[Question]:
-    """Read a VQA v2 question file and, when given, its annotation file (malformed entries are a
-    :class:`DataError` naming the file, the entry and the field)."""
+    """Read a VQA v2 question file and, when given, its annotation file.
+
+    Checked as read: both are objects with a non-empty ``questions`` / ``annotations`` list; ids are ints or
+    strings and unique; question texts and answers are non-empty strings; every question has its annotation
+    about the same image. A malformed file is one :class:`DataError` naming the file, the entry and the field.
+    """
     qpath = Path(questions)
     fix = "Give the VQA v2 questions file (v2_OpenEnded_mscoco_*_questions.json)"
     data = read_json(qpath, "VQA questions file", fix)
-    entries = _field(data, "questions", qpath, "the file", list)
+    entries = _entries(data, "questions", qpath)
     out = []
     for k, entry in enumerate(entries):
         where = f"questions[{k}]"
-        out.append(Question(_field(entry, "question_id", qpath, where, (int, str)),
-                            str(_field(entry, "image_id", qpath, where, (int, str))),
-                            _field(entry, "question", qpath, where, str)))
+        qid = _field(entry, "question_id", qpath, where, (int, str), VQA_FIX)
+        where = f"questions[{k}] (question {qid})"
+        image = _field(entry, "image_id", qpath, where, (int, str), VQA_FIX)
+        out.append(Question(qid, str(image), check_text(qpath, where, entry, "question", VQA_FIX)))
+    _unique(qpath, "questions", [q.question_id for q in out])
     if annotations is None:
         return out
     apath = Path(annotations)
     data = read_json(apath, "VQA annotations file", "Give the VQA v2 annotations file (v2_mscoco_*_annotations.json)")
     by_id = {}
-    for k, entry in enumerate(_field(data, "annotations", apath, "the file", list)):
+    entries = _entries(data, "annotations", apath)
+    for k, entry in enumerate(entries):
         where = f"annotations[{k}]"
-        qid = _field(entry, "question_id", apath, where, (int, str))
-        answers = _field(entry, "answers", apath, where, list)
-        texts = [_field(a, "answer", apath, f"{where}.answers[{j}]", str) for j, a in enumerate(answers)]
-        if not texts:
-            raise data_error(apath, f"{where} (question {qid}) has no answers", "Every annotation needs its answers")
-        by_id[qid] = (entry, texts)
+        qid = _field(entry, "question_id", apath, where, (int, str), VQA_FIX)
+        where = f"annotations[{k}] (question {qid})"
+        if qid in by_id:
+            raise data_error(apath, f"annotations[{k}] field 'question_id' is {qid!r}, the same as annotations"
+                             f"[{by_id[qid][2]}]'s", f"Each question has one annotation. {VQA_FIX}")
+        answers = _field(entry, "answers", apath, where, list, VQA_FIX)
+        if not answers:
+            raise data_error(apath, f"{where} field 'answers' is an empty list", "Every annotation needs its human "
+                             f"answers (ten in VQA v2). {VQA_FIX}")
+        texts = [check_text(apath, f"annotations[{k}].answers[{j}]", a, "answer", VQA_FIX)
+                 for j, a in enumerate(answers)]
+        by_id[qid] = (entry, texts, k)
     for question in out:
         if question.question_id not in by_id:
             raise data_error(apath, f"has no annotation for question {question.question_id} of {qpath.name}",
                              "Pair the questions file with its own annotations file")
-        entry, texts = by_id[question.question_id]
+        entry, texts, _ = by_id[question.question_id]
         if str(entry.get("image_id", question.image_id)) != question.image_id:
             raise data_error(apath, f"question {question.question_id} is about image {entry['image_id']} here but "
                              f"image {question.image_id} in {qpath.name}", "Pair the files of one split")
@@ -116,15 +150,23 @@ class LabelSpace:
         self.answers = list(answers)
         self.index = {a: i for i, a in enumerate(self.answers)}
         self.source = source
-        if len(self.index) != len(self.answers):
-            raise ValueError(f"{source or 'label space'}: an answer appears twice")
+        twice = first_duplicate(self.answers)
+        if twice is not None:
+            raise data_error(source or "label space", f"answer {self.answers[twice[1]]!r} appears twice (labels "
+                             f"{twice[0]} and {twice[1]})", "Each candidate answer appears once")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelSpace:
         """Read ``trainval_ans2label.json`` (dict answer -> id) or ``trainval_label2ans.json`` (list)."""
         path = Path(path)
         data = read_json(path, "answer label space", "Give trainval_ans2label.json or trainval_label2ans.json")
+        if not data:
+            raise data_error(path, "holds no answers", "Give trainval_ans2label.json or trainval_label2ans.json")
         if isinstance(data, dict):
+            wrong = next((a for a, i in data.items() if type(i) is not int), None)
+            if wrong is not None:
+                raise data_error(path, f"entry {wrong!r} is {shown(data[wrong])}, not an integer label id",
+                                 "Give trainval_ans2label.json (answer -> id from 0 to N-1)")
             ids = sorted(data.values())
             if ids != list(range(len(ids))):
                 raise data_error(path, "label ids are not 0..N-1", "Each answer needs a distinct id from 0 to N-1")

@@ -8,7 +8,6 @@ Prints overall, per-answer-type and per-question-type accuracy (``--json`` for t
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,7 +16,7 @@ import torch
 
 from envs.atomic import write_json
 from envs.checkpoint import load_checkpoint
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataError, data_error
 from tasks.tokenize import Vocab
 from tasks.vl.results import read_results as read_results_file
@@ -93,7 +92,7 @@ def evaluate(cfg: VQAEvalConfig) -> dict:
                          "Evaluate on a split with annotations (test answers are scored by the server)")
     if cfg.results is not None:
         return score(items, read_results(cfg.results, items))
-    state = load_checkpoint(cfg.checkpoint, map_location=cfg.device)
+    state = load_checkpoint(cfg.checkpoint, map_location=cfg.device, kind=("vqa-head", "vqa-training-state"))
     model = make_head(VQAHeadConfig(**state["head"]))
     if vl is None and (cfg.features is None or state.get("end_to_end")):
         vl = vl_dir(cfg.data_dir) if cfg.images is None else None
@@ -120,12 +119,9 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(VQAEvalConfig, argv, prog="python -m tasks.vqa eval", description=__doc__.splitlines()[0])
-    try:
-        summary = evaluate(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = evaluate(cfg)
     print(json.dumps(summary, indent=2) if cfg.json else format_summary(summary))
     return 0

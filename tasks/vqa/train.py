@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from envs.atomic import write_json
-from envs.cli import parse_config
+from envs.cli import command, parse_config
 from envs.datadir import DataError
 from tasks.tokenize import Vocab
 from tasks.vl.run import Run, RunOptions, batch_indices, default_run_folder, optimizer_step, seed_everything
@@ -209,14 +209,15 @@ def train(cfg: VQATrainConfig) -> Run:
     run = Run(out, cfg, cfg.resume, {"features_file": str(grid.path) if grid else None,
                                      "features_attrs": grid.attrs if grid else {},
                                      "label_space_file": str(paths["label_space"] or "") or None,
-                                     "answers": len(labels)})
+                                     "answers": len(labels)}, task="vqa")
     iteration = 0
-    if cfg.resume:
-        state = run.restore()
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        iteration = state["iteration"]
+    state = run.restore()
+    if state is not None:
+        with run.fitting():
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            iteration = state["iteration"]
     usable = keep.nonzero().flatten()
     if not cfg.quiet:
         print(f"training the {cfg.head} head on {len(usable)} questions "
@@ -261,15 +262,12 @@ def train(cfg: VQATrainConfig) -> Run:
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(VQATrainConfig, argv, prog="python -m tasks.vqa train", description=__doc__.splitlines()[0])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    try:
-        run = train(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run = train(cfg)
     best = run.best.get("val", {})
     if not cfg.quiet:
         print(f"done. best val accuracy {best.get('overall', 0):.2f} (iteration {run.best.get('iteration')}), per "

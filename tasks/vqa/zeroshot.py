@@ -9,15 +9,14 @@ question type. The paper found this near chance (RN50x4: yes/no 0.446, number 0.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from envs.atomic import write_json
-from envs.cli import parse_config
-from envs.datadir import DataError, data_error
+from envs.cli import command, parse_config
+from envs.datadir import data_error
 from features.encoders import ENCODERS, load_clip
 from features.grid import image_files, read_image
 from tasks.vl.sources import vl_dir
@@ -98,14 +97,11 @@ def zero_shot(cfg: ZeroShotConfig) -> tuple[dict, list[dict]]:
     return summary, results
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: list[str]) -> int:
     cfg = parse_config(ZeroShotConfig, argv, prog="python -m tasks.vqa zeroshot", description=__doc__.splitlines()[0],
                        choices={"encoder": ENCODERS})
-    try:
-        summary, results = zero_shot(cfg)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary, results = zero_shot(cfg)
     if cfg.out is not None:
         write_json(cfg.out, results)
     if summary:
