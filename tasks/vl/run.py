@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +90,14 @@ class Run:
         self.writer.close()
 
 
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters, max_norm: float) -> None:
-    """One update: gradients of ``loss``, their norm clipped to ``max_norm``, the optimiser's and the learning-rate
-    scheduler's step."""
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters, max_norm: float,
+                   reduce: Callable[[], None] | None = None) -> None:
+    """One update: gradients of ``loss`` (then ``reduce()``: under torchrun, the average across processes), their
+    norm clipped to ``max_norm``, the optimiser's and the learning-rate scheduler's step."""
     optimizer.zero_grad()
     loss.backward()
+    if reduce is not None:
+        reduce()
     torch.nn.utils.clip_grad_norm_(parameters, max_norm)
     optimizer.step()
     scheduler.step()

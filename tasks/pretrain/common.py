@@ -1,0 +1,102 @@
+"""What ``pretrain`` and ``finetune`` share: their common options, the image side (stored grid features, or the
+CLIP tower trained end to end), the transformer's inputs for a batch, and the checkpoint check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from envs.checkpoint import load_checkpoint
+from envs.datadir import DataError
+from features.encoders import Encoder, load_encoder
+from tasks.pretrain.model import ViLConfig
+from tasks.pretrain.text import trim
+from tasks.vl.run import RunOptions
+from tasks.vl.sources import ImageStore, open_grid_features
+from tasks.vqa.models import EndToEnd
+
+PRETRAINED = "tasks.pretrain/pretrain"  # the ``kind`` of a pretraining checkpoint; fine-tuning: ".../finetune-{task}"
+
+
+@dataclass
+class ViLOptions(RunOptions):
+    """Options of both commands of ``python -m tasks.pretrain``."""
+
+    data_dir: Path | None = None
+    """data directory whose vl/ folder holds the V&L data (default: the built-in world)"""
+    features: Path | None = None
+    """grid feature file of the images (features.extract --grid); default DATA/vl/grid-{encoder}.h5, extracted on
+    first use"""
+    encoder: str = "RN50"
+    """CLIP variant of the grid features / the image tower"""
+    weights: str | None = None
+    """weights of --encoder (open_clip tag or file; default random init)"""
+    finetune_encoder: bool = False
+    """train end to end through the CLIP image tower on the images of --images (the paper's choice) instead of
+    reading stored grid features (a frozen backbone)"""
+    images: Path | None = None
+    """with --finetune-encoder: the image folder (default DATA/vl/images)"""
+    encoder_lr: float = 1e-5
+    """with --finetune-encoder: AdamW learning rate of the image tower"""
+    iters: int = 1000
+    """training iterations (batches)"""
+    batch_size: int = 64
+    """examples per (global) batch"""
+    lr: float = 1e-4
+    """AdamW learning rate of the transformer and its heads"""
+    dropout: float = 0.1
+    """dropout of the transformer (0 makes a run independent of how many processes share the batch)"""
+
+
+def open_images(cfg: ViLOptions, vl: Path | None, device: torch.device,
+                encoder_name: str | None = None) -> tuple[Encoder | None, object]:
+    """The image side: ``(None, stored grid features)`` or, with ``--finetune-encoder``, ``(the CLIP tower, its
+    preprocessed images)``. Both serve ``stack(image_ids)`` rows and ``dim`` / ``cells``."""
+    if not cfg.finetune_encoder:
+        return None, open_grid_features(cfg.features, vl, cfg.encoder, cfg.weights, quiet=cfg.quiet)
+    torch.manual_seed(cfg.seed)
+    encoder = load_encoder(encoder_name or cfg.encoder, cfg.weights, device)
+    if cfg.images is None and vl is None:
+        raise DataError("--finetune-encoder without a data directory: pass --images, the folder of the images")
+    return encoder, ImageStore(cfg.images or vl / "images", encoder)
+
+
+def wrap(net: torch.nn.Module, encoder: Encoder | None) -> torch.nn.Module:
+    """The model a batch goes through: ``net`` on grid features, or the tower then ``net`` on images."""
+    return net if encoder is None else EndToEnd(encoder, net)
+
+
+def inputs(visual: torch.Tensor, rows: torch.Tensor, cells: torch.Tensor, ids: torch.Tensor,
+           device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A batch's model inputs: its images' grid (or pixels), the cells to read, word pieces trimmed to the
+    batch's longest text and their mask."""
+    ids, mask = trim(ids)
+    return visual[rows].to(device), cells.to(device), ids.to(device), mask.to(device)
+
+
+def all_cells(batch: int, cells: int, blind: bool = False) -> torch.Tensor:
+    """Every cell of the grid for each example (``[B, M]``), or none (``[B, 0]``) for a blind model."""
+    return torch.arange(0 if blind else cells).expand(batch, -1)
+
+
+def read_checkpoint(path: Path, kind: str, device: str = "cpu") -> dict:
+    """A checkpoint of this package of the given ``kind``; any other file is a :class:`DataError` saying what it is."""
+    try:
+        state = load_checkpoint(path, map_location=device)
+    except FileNotFoundError:
+        raise DataError(f"{path}: checkpoint not found") from None
+    except Exception as error:  # not a torch file, or one that needs unsafe unpickling
+        raise DataError(f"{path}: not a checkpoint of python -m tasks.pretrain ({type(error).__name__})") from None
+    found = state.get("kind") if isinstance(state, dict) else None
+    if found != kind:
+        what = f"a {found} checkpoint" if found else "not a checkpoint of python -m tasks.pretrain (no 'kind')"
+        hint = ("a pretraining checkpoint (best.pt or checkpoint.pt of python -m tasks.pretrain pretrain)"
+                if kind == PRETRAINED else f"a checkpoint of kind {kind}")
+        raise DataError(f"{path}: is {what}; expected {hint}")
+    return state
+
+
+def model_config(state: dict) -> ViLConfig:
+    return ViLConfig(**state["model_config"])
