@@ -1,6 +1,6 @@
 """Word pieces for the V&L transformer: a WordPiece tokenizer (``tokenizers``, BERT's normaliser and
-pre-tokeniser, lower-cased) trained on the run's own text, so nothing is downloaded; it is saved in every
-checkpoint as its JSON string and travels from pretraining to fine-tuning with the weights."""
+pre-tokeniser, lower-cased) whose vocabulary is learnt from the run's own text, so nothing is downloaded; it is
+saved in every checkpoint as its JSON string and travels from pretraining to fine-tuning with the weights."""
 
 from __future__ import annotations
 
@@ -13,19 +13,29 @@ PAD, UNK, CLS, SEP, MASK = range(5)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
-    """A WordPiece tokenizer (``tokenizers.Tokenizer``) of at most ``vocab_size`` pieces learnt from ``texts``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A WordPiece tokenizer (``tokenizers.Tokenizer``) of ``vocab_size`` pieces at most (but every character) learnt
+    from ``texts``.
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size,
-                                                                        special_tokens=list(SPECIALS), show_progress=False))
-    # the trainer numbers pieces of equal frequency in hash order, which changes from one process to the next:
-    # sorted ids make the tokenizer (and so a run) a function of the texts alone
-    pieces = sorted(set(tokenizer.get_vocab()) - set(SPECIALS))
-    tokenizer.model = models.WordPiece({p: i for i, p in enumerate([*SPECIALS, *pieces])}, unk_token="[UNK]")
+    The pieces are every character seen (as a word start and as a ``##`` continuation) and the most frequent
+    words (ties in alphabetical order); WordPiece's greedy longest match reads a known word whole and spells
+    others from the longest known prefix on. ``tokenizers``' own WordPiece trainer breaks ties between equally
+    frequent merges in hash order, so two processes (or two runs) would learn different vocabularies: a run
+    must be a function of its seed, and processes under torchrun must agree.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts
+                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in words for c in word})
+    pieces = [*SPECIALS, *chars, *(f"##{c}" for c in chars)]
+    known = set(pieces)
+    pieces += [w for w, _ in sorted(words.items(), key=lambda t: (-t[1], t[0])) if w not in known]
+    tokenizer = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces[:max(vocab_size, 2 * len(chars) + 5)])},
+                                           unk_token="[UNK]"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer, tokenizer.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
                                                              special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)])
     return tokenizer
