@@ -165,7 +165,8 @@ def test_bad_inputs_and_foreign_checkpoints_are_clear_errors(small_vl_world, pre
     capsys.readouterr()
     assert main([*finetune, "--task", "vqa", "--out", str(tmp_path / "d"), "--pretrained",
                  str(tmp_path / "c" / "best.pt")]) == 2  # a fine-tuned model is not a pretrained one
-    assert "is a tasks.pretrain/finetune-snli-ve checkpoint; expected a pretraining checkpoint" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "is a tasks.pretrain/finetune-snli-ve checkpoint; expected a pretraining checkpoint" in error
     assert main([*finetune, "--task", "vqa", "--out", str(tmp_path / "c"), "--resume"]) == 2  # another task's run
     assert "expected a checkpoint of kind tasks.pretrain/finetune-vqa" in capsys.readouterr().err
     assert main([*finetune, "--task", "snli-ve", "--out", str(tmp_path / "e"), "--train-file",

@@ -68,6 +68,29 @@ def wrap(net: torch.nn.Module, encoder: Encoder | None) -> torch.nn.Module:
     return net if encoder is None else EndToEnd(encoder, net)
 
 
+def optimizer_for(cfg: ViLOptions, net: torch.nn.Module, encoder: Encoder | None):
+    """AdamW over the transformer (``--lr``) and the image tower when it trains (``--encoder-lr``), with BERT's
+    schedule: linear warm-up over the first 5% of iterations, then linear decay to 0."""
+    groups = [{"params": net.parameters(), "lr": cfg.lr}]
+    if encoder is not None:
+        groups.append({"params": encoder.visual.parameters(), "lr": cfg.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    warmup = max(1, cfg.iters // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: min((i + 1) / warmup, max(0.0, (cfg.iters - i) / max(1, cfg.iters - warmup))))
+    return optimizer, scheduler
+
+
+def restore(state: dict, net: torch.nn.Module, encoder: Encoder | None, optimizer, scheduler) -> int:
+    """Load a run's latest state (``checkpoint.pt``) into its parts; returns the iteration it reached."""
+    net.load_state_dict(state["model"])
+    if encoder is not None:
+        encoder.visual.load_state_dict(state["visual"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["iteration"]
+
+
 def inputs(visual: torch.Tensor, rows: torch.Tensor, cells: torch.Tensor, ids: torch.Tensor,
            device: torch.device) -> tuple[torch.Tensor, ...]:
     """A batch's model inputs: its images' grid (or pixels), the cells to read, word pieces trimmed to the

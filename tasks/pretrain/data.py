@@ -111,6 +111,7 @@ def score(task: str, split: Texts, classes: list[str], predicted: list[int]) -> 
     """The task's accuracy in percent: VQA's official accuracy (GQA's exact match, one answer) per answer and
     question type; SNLI-VE's accuracy per gold label."""
     if task == "snli-ve":
-        return summarize((float(classes[p] == pair.label), pair.label, "all") for pair, p in zip(split.items, predicted))
+        return summarize((float(classes[p] == pair.label), pair.label, "all")
+                         for pair, p in zip(split.items, predicted))
     return summarize((vqa_accuracy(classes[p], q.answers), q.answer_type, q.question_type)
                      for q, p in zip(split.items, predicted))

@@ -1,5 +1,6 @@
-"""``python -m tasks.pretrain finetune --task vqa|snli-ve|gqa``: fine-tune the V&L transformer on a task, from a
-pretraining checkpoint (``--pretrained``) or from random init (the paper's Table 8 comparison).
+"""``python -m tasks.pretrain finetune --task vqa|snli-ve|gqa``: fine-tune the V&L transformer on a task.
+
+It starts from a pretraining checkpoint (``--pretrained``) or from random init (the paper's Table 8 comparison).
 
 * ``vqa``: the pooled state through an answer head, binary cross-entropy on soft scores over the answer space
   (``DATA/vl/vqa/trainval_ans2label.json`` on the built-in data; ``--label-space`` or the training answers
@@ -31,7 +32,7 @@ from envs.atomic import write_json
 from envs.cli import parse_config
 from envs.datadir import DataError
 from tasks.pretrain.common import (PRETRAINED, ViLOptions, all_cells, inputs, model_config, open_images,
-                                   read_checkpoint, wrap)
+                                   optimizer_for, read_checkpoint, restore, wrap)
 from tasks.pretrain.data import Texts, load_task, score, task_classes
 from tasks.pretrain.model import Classifier, ViLConfig
 from tasks.pretrain.text import encode, load_tokenizer, train_tokenizer
@@ -158,25 +159,14 @@ def finetune(cfg: FinetuneConfig) -> Run:
     model = wrap(net, encoder).to(device)
     visual = {name: images.stack(split.image_ids, what=f"an item of {split.source}")
               for name, split in [("train", train), *splits.items()]}
-    groups = [{"params": net.parameters(), "lr": cfg.lr}]
-    if encoder is not None:
-        groups.append({"params": encoder.visual.parameters(), "lr": cfg.encoder_lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-    warmup = max(1, cfg.iters // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: min((i + 1) / warmup, max(0.0, (cfg.iters - i) / max(1, cfg.iters - warmup))))
+    optimizer, scheduler = optimizer_for(cfg, net, encoder)
     run = Run(out, cfg, cfg.resume, {"features_attrs": images.attrs, "classes": len(classes),
                                      "items": {"train": len(train)} | {k: len(v) for k, v in splits.items()},
                                      "gqa_from_vqa": gqa_from_vqa})
     iteration = 0
     if state is not None:
         run.restore()
-        net.load_state_dict(state["model"])
-        if encoder is not None:
-            encoder.visual.load_state_dict(state["visual"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        iteration = state["iteration"]
+        iteration = restore(state, net, encoder, optimizer, scheduler)
     usable = (train.targets.sum(1) > 0).nonzero().flatten()  # items with an answer in the answer space
     if not cfg.quiet:
         print(f"fine-tuning on {cfg.task} ({'pretrained: ' + str(cfg.pretrained) if pretrained else 'random init'}"

@@ -1,5 +1,4 @@
-"""``python -m tasks.pretrain pretrain``: pretrain the single-stream V&L transformer (CLIP-ViL_p) on the captions
-and VQA questions of the training images.
+"""``python -m tasks.pretrain pretrain``: pretrain the single-stream V&L transformer (CLIP-ViL_p) on image-text pairs.
 
 Every example is a sentence about an image: a caption or a VQA question of ``DATA/vl``'s training split (the
 paper pretrains on COCO / VG captions and the VQA / GQA questions of the same images). Objectives, each
@@ -38,7 +37,8 @@ import torch.nn.functional as F
 from agents import distributed
 from envs.cli import parse_config
 from envs.datadir import DataError
-from tasks.pretrain.common import PRETRAINED, ViLOptions, inputs, open_images, wrap
+from tasks.pretrain.common import (PRETRAINED, ViLOptions, inputs, open_images, optimizer_for, read_checkpoint,
+                                   restore, wrap)
 from tasks.pretrain.data import Texts, load_corpus
 from tasks.pretrain.model import Pretrainer, ViLConfig
 from tasks.pretrain.text import MASK, encode, load_tokenizer, train_tokenizer
@@ -208,8 +208,6 @@ def pretrain(cfg: PretrainConfig) -> Run | None:
     out = Path(cfg.out) if cfg.out else default_run_folder("pretrain", "-".join(cfg.objectives))
     state = None
     if cfg.resume:
-        from tasks.pretrain.common import read_checkpoint
-
         state = read_checkpoint(out / "checkpoint.pt", PRETRAINED)
     tokenizer = load_tokenizer(state["tokenizer"]) if state else train_tokenizer(train.texts, cfg.vocab_size)
     train_ids, val_ids = encode(tokenizer, train.texts, cfg.max_text), encode(tokenizer, val.texts, cfg.max_text)
@@ -220,13 +218,7 @@ def pretrain(cfg: PretrainConfig) -> Run | None:
     model = wrap(net, encoder).to(device)
     visual = images.stack(train.image_ids, what=f"a sentence of {train.source}")  # [I, M, C] or [I, 3, S, S]
     val_visual = images.stack(val.image_ids, what=f"a sentence of {val.source}")
-    groups = [{"params": net.parameters(), "lr": cfg.lr}]
-    if encoder is not None:
-        groups.append({"params": encoder.visual.parameters(), "lr": cfg.encoder_lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-    warmup = max(1, cfg.iters // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: min((i + 1) / warmup, max(0.0, (cfg.iters - i) / max(1, cfg.iters - warmup))))
+    optimizer, scheduler = optimizer_for(cfg, net, encoder)
     run = Run(out, cfg, cfg.resume, {"features_attrs": images.attrs, "answers": len(labels),
                                      "sentences": {"train": len(train), "val": len(val)},
                                      "processes": group.world_size}) if group.is_main else None
@@ -234,12 +226,7 @@ def pretrain(cfg: PretrainConfig) -> Run | None:
     if state is not None:
         if group.is_main:
             run.restore()
-        net.load_state_dict(state["model"])
-        if encoder is not None:
-            encoder.visual.load_state_dict(state["visual"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        iteration = state["iteration"]
+        iteration = restore(state, net, encoder, optimizer, scheduler)
     distributed.broadcast_parameters(model)
     if group.is_main and not cfg.quiet:
         print(f"pretraining ({', '.join(cfg.objectives)}) on {len(train)} sentences about {len(train.image_ids)} "
