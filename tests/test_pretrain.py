@@ -18,11 +18,14 @@ import torch
 from features.encoders import load_encoder
 from features.grid import extract_grid, list_images
 from tasks.pretrain.__main__ import main
+from tasks.pretrain.common import all_cells, per_image
 from tasks.pretrain.data import load_corpus
-from tasks.pretrain.model import ViLConfig, ViLTransformer
+from tasks.pretrain.model import Classifier, ViLConfig, ViLTransformer
 from tasks.pretrain.pretrain import PretrainConfig, make_batch
 from tasks.pretrain.text import MASK, PAD, SEP, encode, load_tokenizer, train_tokenizer
+from tasks.vl.sources import ImageStore
 from tasks.vqa.data import LabelSpace
+from tasks.vqa.models import EndToEnd
 
 TINY = ["--hidden", "32", "--layers", "1", "--heads", "2", "--threads", "1", "--quiet"]
 TEXTS = ["a red chair in the kitchen", "what color is the sofa?", "is there a blue bed?",
@@ -59,6 +62,22 @@ def test_visual_tokens_carry_their_cell_not_their_order():
     assert (same_feature - model.visual_tokens(grid, torch.tensor([[1], [1]]))).abs().max() > 0.05
     blind_states, _ = model(grid, cells[:, :0], ids, mask)
     assert blind_states.shape == (2, 4, 16)
+
+
+def test_evaluation_through_the_tower_reads_each_image_once_with_the_same_answers(small_vl_world):
+    """A model trained end to end is evaluated on each image's grid computed once, not once per text."""
+    torch.manual_seed(0)
+    encoder = load_encoder("RN50")
+    store = ImageStore(small_vl_world / "vl" / "images", encoder)
+    images = store.stack(sorted(store.files)[:2])  # [2, 3, 224, 224]
+    net = Classifier(ViLConfig(vocab_size=50, feature_dim=2048, hidden=16, layers=1, heads=2, dropout=0), 3)
+    model = EndToEnd(encoder, net).eval()
+    rows, ids = torch.tensor([0, 1, 0, 1]), torch.tensor([[2, 7, 3], [2, 8, 3], [2, 9, 3], [2, 7, 3]])
+    cells, mask = all_cells(4, 49), torch.ones(4, 3, dtype=torch.long)
+    reader, grids = per_image(model, images, torch.device("cpu"))
+    assert reader is net and grids.shape == (2, 49, 2048)
+    with torch.no_grad():
+        assert torch.allclose(reader(grids[rows], cells, ids, mask), model(images[rows], cells, ids, mask), atol=1e-4)
 
 
 def test_pretraining_batches_mask_mismatch_and_sample_as_asked(small_vl_world):

@@ -11,6 +11,7 @@ import torch
 from envs.checkpoint import load_checkpoint
 from envs.datadir import DataError
 from features.encoders import Encoder, load_encoder
+from features.grid import grid_tokens
 from tasks.pretrain.model import ViLConfig
 from tasks.pretrain.text import trim
 from tasks.vl.run import RunOptions
@@ -89,6 +90,19 @@ def restore(state: dict, net: torch.nn.Module, encoder: Encoder | None, optimize
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["iteration"]
+
+
+@torch.no_grad()
+def per_image(model: torch.nn.Module, visual: torch.Tensor, device: torch.device,
+              batch: int = 16) -> tuple[torch.nn.Module, torch.Tensor]:
+    """What an evaluation runs: a model trained through the tower reads each image's grid computed once (a split
+    has several texts per image), so ``(the transformer, grids [I, M, C])``; any other model ``(model, visual)``."""
+    if not isinstance(model, EndToEnd):
+        return model, visual
+    encoder = model.encoder
+    grids = [grid_tokens(encoder.forward(visual[k : k + batch].to(device, encoder.dtype))[1]).float().cpu()
+             for k in range(0, len(visual), batch)]  # [b, M, C] each
+    return model.head, torch.cat(grids)
 
 
 def inputs(visual: torch.Tensor, rows: torch.Tensor, cells: torch.Tensor, ids: torch.Tensor,

@@ -32,7 +32,7 @@ from envs.atomic import write_json
 from envs.cli import parse_config
 from envs.datadir import DataError
 from tasks.pretrain.common import (PRETRAINED, ViLOptions, all_cells, inputs, model_config, open_images,
-                                   optimizer_for, read_checkpoint, restore, wrap)
+                                   optimizer_for, per_image, read_checkpoint, restore, wrap)
 from tasks.pretrain.data import Texts, load_task, score, task_classes
 from tasks.pretrain.model import Classifier, ViLConfig
 from tasks.pretrain.text import encode, load_tokenizer, train_tokenizer
@@ -103,10 +103,11 @@ def predict(model: torch.nn.Module, visual: torch.Tensor, split: Texts, ids: tor
             device: torch.device, batch: int = 128) -> list[int]:
     """The predicted class of every text of ``split``."""
     model.eval()
+    reader, visual = per_image(model, visual, device)
     out = []
     for start in range(0, len(split), batch):
         idx = torch.arange(start, min(start + batch, len(split)))
-        logits = model(*inputs(visual, split.rows[idx], all_cells(len(idx), cells, blind), ids[idx], device))
+        logits = reader(*inputs(visual, split.rows[idx], all_cells(len(idx), cells, blind), ids[idx], device))
         out += logits.argmax(1).tolist()
     model.train()
     return out

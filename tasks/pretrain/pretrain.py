@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from agents import distributed
 from envs.cli import parse_config
 from envs.datadir import DataError
-from tasks.pretrain.common import (PRETRAINED, ViLOptions, inputs, open_images, optimizer_for, read_checkpoint,
-                                   restore, wrap)
+from tasks.pretrain.common import (PRETRAINED, ViLOptions, inputs, open_images, optimizer_for, per_image,
+                                   read_checkpoint, restore, wrap)
 from tasks.pretrain.data import Texts, load_corpus
 from tasks.pretrain.model import Pretrainer, ViLConfig
 from tasks.pretrain.text import MASK, encode, load_tokenizer, train_tokenizer
@@ -166,12 +166,13 @@ def evaluate(net: Pretrainer, model: torch.nn.Module, visual: torch.Tensor, corp
     """MLM accuracy (masked pieces), ITM accuracy and QA accuracy (official VQA accuracy of matched questions) in
     percent, on masks and mismatches drawn the same way at every evaluation."""
     model.eval()
+    reader, visual = per_image(model, visual, device)
     generator = torch.Generator().manual_seed(EVAL_SEED)
     hits = {"mlm": [0, 0], "itm": [0, 0], "qa": [0.0, 0]}
     for start in range(0, len(corpus), batch):
         idx = torch.arange(start, min(start + batch, len(corpus)))
         b = make_batch(corpus, ids, idx, cells, cfg, net.backbone.cfg.vocab_size, generator)
-        _, out = forward(net, model, visual, b, cfg.objectives, device)
+        _, out = forward(net, reader, visual, b, cfg.objectives, device)
         if "mlm" in out:
             gold = b.labels[:, : out["mlm"].shape[1]]
             hits["mlm"][0] += int(((out["mlm"].argmax(-1).cpu() == gold) & (gold != -100)).sum())
