@@ -34,6 +34,8 @@ VQA_FIX = ("Pass a checkpoint written by python -m tasks.vqa train: RUN/best.pt 
            "RUN/checkpoint.pt (--resume)")
 CAPTION_FIX = ("Pass a checkpoint written by python -m tasks.captioning train: RUN/best.pt (tasks.captioning eval "
                "--checkpoint) or RUN/checkpoint.pt (--resume)")
+PRETRAIN_FIX = ("Pass a checkpoint written by python -m tasks.pretrain: RUN/best.pt or RUN/checkpoint.pt of its "
+                "pretrain command (finetune --pretrained, pretrain --resume), or of finetune --task T (its --resume)")
 FIX = NAV_FIX  # what a file that is no checkpoint of this toolkit is told when no kind was asked for
 
 
@@ -63,6 +65,13 @@ KINDS = {
     "captioning-training-state": Kind("the training state of a captioning run (RUN/checkpoint.pt of "
                                       "tasks.captioning train)", CAPTIONER_KEYS + VL_RESUME_KEYS, CAPTION_FIX),
     "captioner": Kind("a captioner (RUN/best.pt of tasks.captioning train)", CAPTIONER_KEYS, CAPTION_FIX),
+    # tasks.pretrain: one kind for a run's best.pt and checkpoint.pt (both are what the next step reads)
+    "tasks.pretrain/pretrain": Kind("a V&L pretraining checkpoint (RUN/best.pt or RUN/checkpoint.pt of "
+                                    "tasks.pretrain pretrain)", ("model", "model_config"), PRETRAIN_FIX),
+    **{f"tasks.pretrain/finetune-{task}": Kind(f"a model fine-tuned on {task} (RUN/best.pt or RUN/checkpoint.pt of "
+                                                f"tasks.pretrain finetune --task {task})", ("model", "model_config"),
+                                                PRETRAIN_FIX)
+       for task in ("vqa", "snli-ve", "gqa")},
 }
 
 

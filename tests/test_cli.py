@@ -89,9 +89,11 @@ def test_every_command_documents_every_option():
     from eval.__main__ import ScoreConfig, build_parser as eval_parser
     from features.convert import ConvertConfig
     from features.extract import ExtractConfig
+    from tasks.pretrain.finetune import FinetuneConfig
+    from tasks.pretrain.pretrain import PretrainConfig
 
     for cls in (AugmentConfig, BaselineConfig, TrainConfig, BuildCommand, WorldConfig, ScoreConfig, ConvertConfig,
-                ExtractConfig):
+                ExtractConfig, PretrainConfig, FinetuneConfig):
         docs = field_docs(cls)
         missing = [f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True) and not docs.get(f.name)]
         assert not missing, f"{cls.__name__} fields without a docstring: {missing}"

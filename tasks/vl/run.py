@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,10 @@ from envs.atomic import remove_leftovers, write_json
 from envs.checkpoint import load_checkpoint, prepare_run_folder, save_checkpoint, set_rng_state
 from envs.datadir import data_error
 
-MODEL_KIND = {"vqa": "vqa-head", "captioning": "captioner"}  # the kind of RUN/best.pt, by task
+# The checkpoint kinds (envs.checkpoint.KINDS) of RUN/checkpoint.pt and RUN/best.pt, by task
+RUN_KINDS = {"vqa": ("vqa-training-state", "vqa-head"), "captioning": ("captioning-training-state", "captioner"),
+             "pretrain": ("tasks.pretrain/pretrain",) * 2,
+             **{f"finetune-{t}": (f"tasks.pretrain/finetune-{t}",) * 2 for t in ("vqa", "snli-ve", "gqa")}}
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Run:
 
     def __init__(self, out: Path, config: object, resume: bool, extra: dict | None = None,
                  task: str = "vqa") -> None:
-        self.kind, self.model_kind = f"{task}-training-state", MODEL_KIND[task]
+        self.kind, self.model_kind = RUN_KINDS[task]
         self.out = prepare_run_folder(out, resume)
         self.saved = None
         if resume and (self.out / "checkpoint.pt").exists():
@@ -134,11 +137,14 @@ class Run:
             self._writer.close()
 
 
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters, max_norm: float) -> None:
-    """One update: gradients of ``loss``, their norm clipped to ``max_norm``, the optimiser's and the learning-rate
-    scheduler's step."""
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, parameters, max_norm: float,
+                   reduce: Callable[[], None] | None = None) -> None:
+    """One update: gradients of ``loss`` (then ``reduce()``: under torchrun, the average across processes), their
+    norm clipped to ``max_norm``, the optimiser's and the learning-rate scheduler's step."""
     optimizer.zero_grad()
     loss.backward()
+    if reduce is not None:
+        reduce()
     torch.nn.utils.clip_grad_norm_(parameters, max_norm)
     optimizer.step()
     scheduler.step()

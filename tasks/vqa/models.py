@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from features.encoders import Encoder
+from features.grid import grid_tokens
 
 
 @dataclass
@@ -185,7 +186,8 @@ def make_head(cfg: VQAHeadConfig) -> nn.Module:
 
 
 class EndToEnd(nn.Module):
-    """A head trained through the CLIP image tower: preprocessed images ``[B, 3, S, S]`` -> grid -> head.
+    """A head trained through the CLIP image tower: preprocessed images ``[B, 3, S, S]`` -> grid -> head (a VQA
+    head here, the V&L transformer in :mod:`tasks.pretrain`).
 
     The tower's BatchNorm statistics stay frozen (the tower is kept in eval mode while the rest trains), as
     fine-tuning a detector-style backbone with small batches does; its weights do train.
@@ -202,6 +204,8 @@ class EndToEnd(nn.Module):
         self.visual.eval()
         return self
 
-    def forward(self, images: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """The head's output on the grid of ``images``; ``inputs`` follow the grid into the head (a VQA head's
+        words; a V&L transformer's sampled cells and text)."""
         grid = self.encoder.forward(images.to(self.encoder.dtype))[1]  # [B, C, h, w]
-        return self.head(grid.flatten(2).transpose(1, 2).float(), words)  # [B, A]
+        return self.head(grid_tokens(grid).float(), *inputs)  # [B, A] for a VQA head
