@@ -553,6 +553,23 @@ def _snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*"))}
 
 
+def _one_error_line(main, argv: list[str], capsys, resume_folder: Path | None = None) -> str:
+    """Run a command on a broken input: exit 2, no traceback, exactly one ``error:`` line (returned), and a
+    failed resume changes nothing in ``resume_folder``."""
+    before = _snapshot(resume_folder) if resume_folder is not None else None
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (code, err[-2000:])
+    assert "Traceback" not in out + err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err[-2000:]
+    message = errors[0]
+    assert "unexpected" not in message and "bug" not in message
+    if before is not None:  # a failed resume changes nothing in the run folder
+        assert _snapshot(resume_folder) == before
+    return message
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.kind}: {c.name}" for c in CASES])
 def test_a_broken_file_is_one_clear_error(case, base, tmp_path, capsys):
     data = clone(base["world"], tmp_path / "data", case.real)
@@ -570,17 +587,8 @@ def test_a_broken_file_is_one_clear_error(case, base, tmp_path, capsys):
         message = str(caught.value)
         assert "\n" not in message
     else:
-        before = _snapshot(tmp_path / "run") if case.command == "resume" else None
-        code = MAINS[argv[0]](argv[1:])
-        out, err = capsys.readouterr()
-        assert code == 2, (code, err[-2000:])
-        assert "Traceback" not in out + err
-        errors = [line for line in err.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1, err[-2000:]
-        message = errors[0]
-        assert "unexpected" not in message and "bug" not in message
-        if case.command == "resume":  # a failed resume changes nothing in the run folder
-            assert _snapshot(tmp_path / "run") == before
+        message = _one_error_line(MAINS[argv[0]], argv[1:], capsys,
+                                  tmp_path / "run" if case.command == "resume" else None)
     assert broken.name in message, message
     assert case.expect in message, message
     assert "weights_only" not in message
@@ -796,18 +804,7 @@ def test_a_broken_vl_file_is_one_clear_error(case, vl_base, tmp_path, capsys):
         message = str(caught.value)
         assert "\n" not in message
     else:
-        before = _snapshot(tmp_path / "run") if case.command.endswith("resume") else None
-        main, argv = command
-        code = main(argv)
-        out, err = capsys.readouterr()
-        assert code == 2, (code, err[-2000:])
-        assert "Traceback" not in out + err
-        errors = [line for line in err.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1, err[-2000:]
-        message = errors[0]
-        assert "unexpected" not in message and "bug" not in message
-        if before is not None:  # a failed resume changes nothing in the run folder
-            assert _snapshot(tmp_path / "run") == before
+        message = _one_error_line(*command, capsys, tmp_path / "run" if case.command.endswith("resume") else None)
     assert broken.name in message, message
     assert case.expect in message, message
     assert "weights_only" not in message
