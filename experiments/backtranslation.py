@@ -45,9 +45,11 @@ def one_seed(seed: int, data: Path, args: argparse.Namespace) -> dict[str, dict]
     out = args.out / f"seed{seed}"
     common = ["r2r", "--data-dir", str(data), "--seed", str(seed), "--threads", str(args.threads), "--quiet",
               "--batch-size", str(args.batch_size)]
-    speaker = train_run(out / "speaker", [*common, "--only", "speaker", "--speaker-iters", str(args.speaker_iters),
+    # --data-dir is explicit, so agents.train would default to the paper's lr (1e-4): give the world's own
+    stage1 = [*common, "--lr", str(args.lr)]
+    speaker = train_run(out / "speaker", [*stage1, "--only", "speaker", "--speaker-iters", str(args.speaker_iters),
                                           "--eval-every", str(args.speaker_iters)])
-    base = train_run(out / "follower", [*common, "--only", "follower", "--iters", str(args.iters),
+    base = train_run(out / "follower", [*stage1, "--only", "follower", "--iters", str(args.iters),
                                         "--eval-every", str(args.eval_every)])
     start = ["--follower-checkpoint", str(base / "follower_best.pt"), "--eval-every", str(args.eval_every)]
     bt = train_run(out / "backtranslation", [*common, "--backtranslate", *start, "--bt-iters", str(args.more),
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=400, help="follower stage-1 iterations")
     parser.add_argument("--more", type=int, default=200, help="updates of each arm after stage 1")
     parser.add_argument("--eval-every", type=int, default=100, help="iterations between evaluations")
+    parser.add_argument("--lr", type=float, default=5e-4,
+                        help="learning rate of the speaker and of stage 1 (the built-in world's default)")
     parser.add_argument("--bt-lr", type=float, default=1e-4, help="learning rate of both arms (EnvDrop's)")
     parser.add_argument("--batch-size", type=int, default=64, help="episodes per rollout")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -86,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {sr.mean():.1f} ± {sr.std(ddof=1) if len(sr) > 1 else 0:.1f} |")
     delta = np.array([100 * (table[s]["back-translation, last"]["success"] - table[s]["plain, last"]["success"])
                       for s in table])
+    bleu = [json.loads((args.out / f"seed{s}" / "speaker" / "scores.json").read_text())["best"]["speaker"]["key"]
+            for s in table]
     lines += ["", f"back-translation minus plain (last evaluation), SR points: "
-                  f"{', '.join(f'{d:+.1f}' for d in delta)} (mean {delta.mean():+.1f})"]
+                  f"{', '.join(f'{d:+.1f}' for d in delta)} (mean {delta.mean():+.1f})",
+              f"speaker val_unseen BLEU (the instructions back-translation trains on): "
+              f"{', '.join(f'{b:.3f}' for b in bleu)}"]
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -43,6 +43,28 @@ def test_equals_packed_run(lengths):
     assert torch.equal(got[2][padding], torch.zeros_like(got[2][padding]))  # padding gets no gradient
 
 
+def test_length_groups_equal_the_packed_run(monkeypatch):
+    import agents.masked_lstm as module
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(D, H, batch_first=True, bidirectional=True)
+    lengths = torch.tensor([2, 17, 1, 5, 20, 3, 3, 9, 2, 1, 4, 6, 2, 3, 11, 1])  # mostly short, a few long
+    x = torch.randn(len(lengths), 20, D) * 3
+    x[torch.arange(20) >= lengths.unsqueeze(1)] = torch.randn(1, D) * 5
+    calls = []
+    dense = module._dense
+    monkeypatch.setattr(module, "_dense", lambda *a: calls.append(a[1].shape) or dense(*a))
+    expected = outputs_and_gradients(packed_bilstm, lstm, x, lengths)
+    got = outputs_and_gradients(masked_bilstm, lstm, x, lengths)
+    assert [shape[:2] for shape in calls] == [(4, 20), (4, 6), (4, 3), (4, 2)]  # four groups, each as long as its longest
+    names = ["out", "c_n", "x.grad"] + [name for name, _ in lstm.named_parameters()]
+    for name, a, b in zip(names, expected, got):
+        assert torch.allclose(a, b, atol=1e-5), f"{name} differs by {float((a - b).abs().max())}"
+    calls.clear()
+    masked_bilstm(lstm, x, torch.full((16,), 20))  # equal lengths: nothing to save, one dense call
+    assert len(calls) == 1
+
+
 def test_keeps_the_lstm_parameters_and_eval_mode():
     lstm = nn.LSTM(D, H, batch_first=True, bidirectional=True).eval()
     before = {k: v.clone() for k, v in lstm.state_dict().items()}

@@ -87,6 +87,21 @@ def test_decode_bans_unk_and_stops_at_max_len():
     assert (sampled != UNK).all()
 
 
+def test_decoding_step_equals_the_teacher_forced_pass():
+    s = make().eval()
+    act, img, lengths = paths()
+    ctx, mask = s.encode(act, img, lengths)
+    words = torch.randint(4, 12, (4, 6))
+    with torch.no_grad():
+        full, (h_n, c_n) = s.decoder(words, ctx, mask)  # (4, 6, V) in one nn.LSTM call
+        state, steps = None, []
+        for t in range(words.shape[1]):
+            logits, state = s.decoder.step(words[:, t], ctx, mask, state)
+            steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+    assert torch.allclose(state[0], h_n[0], atol=1e-6) and torch.allclose(state[1], c_n[0], atol=1e-6)
+
+
 def test_as_follower_instructions():
     words = torch.tensor([[5, 6, EOS, PAD], [7, 8, 9, 10]])
     out = as_follower_instructions(words, BOS, EOS, PAD)
