@@ -22,6 +22,8 @@ quarter of the steps. The rows are independent, so grouping changes nothing but 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,20 +49,44 @@ def masked_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor,
     """
     assert lstm.bidirectional and lstm.batch_first and lstm.num_layers == 1 and lstm.bias, \
         "masked_bilstm takes a one-layer, batch-first, bidirectional nn.LSTM with biases"
-    B, T, _ = x.shape
-    lengths = lengths.to(x.device)
-    if groups > 1 and B >= 2 * groups:
+    T, lengths = x.shape[1], lengths.to(x.device)
+    plan = LengthGroups.plan(lengths, T, groups)
+    if plan is None:
+        return _dense(lstm, x, lengths)
+    runs = [_dense(lstm, x[rows, :span], lengths[rows]) for rows, span in plan.groups]
+    return plan.restore([out for out, _ in runs], T), torch.cat([c for _, c in runs], dim=1)[:, plan.back]
+
+
+@dataclass
+class LengthGroups:
+    """Rows sorted by length and cut into groups, each to be run only as long as its longest row.
+
+    ``groups`` holds (row indices, span) in descending length order; :meth:`restore` puts the groups' outputs
+    (each (rows, span, ...)) back into one (B, T, ...) tensor in the original row order, zero past each span.
+    """
+
+    groups: list[tuple[torch.Tensor, int]]
+    back: torch.Tensor  # position of each original row in the sorted order
+
+    @classmethod
+    def plan(cls, lengths: torch.Tensor, steps: int, groups: int = 4, saving: float = 0.25) -> LengthGroups | None:
+        """Up to ``groups`` groups of rows for ``lengths`` (B,) padded to ``steps``, or None when grouping would
+        save less than ``saving`` of the steps, or the batch is too small to split, or the sequences too short
+        (under 16 steps, such as a speaker's paths, a call's fixed cost outweighs what padding costs)."""
+        B = lengths.shape[0]
+        if groups < 2 or B < 2 * groups or steps < 16:
+            return None
         order = torch.sort(lengths, descending=True, stable=True).indices
-        parts = order.chunk(groups)
-        spans = [int(lengths[q[0]]) for q in parts]  # each group's longest row comes first
-        if sum(len(q) * span for q, span in zip(parts, spans)) <= 0.75 * B * T:
-            runs = [_dense(lstm, x[q, :span], lengths[q]) for q, span in zip(parts, spans)]
-            out = torch.cat([F.pad(o, (0, 0, 0, T - o.shape[1])) for o, _ in runs])  # rows in sorted order
-            c_n = torch.cat([c for _, c in runs], dim=1)
-            back = torch.empty_like(order)
-            back[order] = torch.arange(B, device=order.device)
-            return out[back], c_n[:, back]
-    return _dense(lstm, x, lengths)
+        parts = [(rows, int(lengths[rows[0]])) for rows in order.chunk(groups)]  # a group's longest row is first
+        if sum(len(rows) * span for rows, span in parts) > (1.0 - saving) * B * steps:
+            return None
+        back = torch.empty_like(order)
+        back[order] = torch.arange(B, device=order.device)
+        return cls(parts, back)
+
+    def restore(self, outputs: list[torch.Tensor], steps: int) -> torch.Tensor:
+        padded = [F.pad(out, (0, 0) * (out.dim() - 2) + (0, steps - out.shape[1])) for out in outputs]
+        return torch.cat(padded)[self.back]
 
 
 def _dense(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from agents.envdrop import FastDropout, drop_image_features
 from agents.follower import SoftDotAttention
-from agents.masked_lstm import masked_bilstm
+from agents.masked_lstm import LengthGroups, masked_bilstm
 
 
 @dataclass
@@ -83,6 +83,23 @@ class SpeakerDecoder(nn.Module):
         x, _ = self.attention_layer(self.drop(x), ctx, ctx_mask)  # (B, L, H)
         return self.projection(self.drop(x)), state
 
+    def target_logits(self, words: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
+                      lengths: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing, ``forward`` on the first ``lengths[b]`` words of each row only: logits (N, V) of
+        those N positions, row by row. Padding costs nothing: the LSTM runs in length groups
+        (:class:`~agents.masked_lstm.LengthGroups`) and attention and projection see only the real positions."""
+        x = self.drop(self.embedding(words))  # (B, L, W)
+        L = words.shape[1]
+        plan = LengthGroups.plan(lengths, L)
+        if plan is None:
+            h, _ = self.lstm(x)
+        else:
+            h = plan.restore([self.lstm(x[rows, :span])[0] for rows, span in plan.groups], L)  # (B, L, H)
+        real = torch.arange(L, device=words.device)[None, :] < lengths[:, None]  # (B, L)
+        rows = real.nonzero()[:, 0]  # each real position's row
+        x, _ = self.attention_layer(self.drop(h[real]), ctx[rows], ctx_mask[rows])  # (N, H)
+        return self.projection(self.drop(x))
+
     def step(self, word: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
              state: tuple[torch.Tensor, torch.Tensor] | None = None
              ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -120,13 +137,14 @@ class Speaker(nn.Module):
              total_words: float | None = None) -> torch.Tensor:
         """Teacher-forced cross-entropy, mean over real (non-pad) target words (or summed and divided by
         ``total_words``, under torchrun the share of the whole batch's words); instr (B, L) <BOS> ... <EOS>."""
-        longest = int((instr != self.cfg.pad_id).sum(1).max())
-        instr = instr[:, :longest]
-        logits, _ = self.decoder(instr[:, :-1], ctx, ctx_mask)  # (B, L-1, V)
+        targets = instr[:, 1:]
+        lengths = (targets != self.cfg.pad_id).sum(1)  # real targets form a prefix: words ... <EOS>, then pad
+        longest = int(lengths.max())
+        logits = self.decoder.target_logits(instr[:, :longest], ctx, ctx_mask, lengths)  # (N, V)
+        real = targets[:, :longest][torch.arange(longest, device=instr.device)[None, :] < lengths[:, None]]  # (N,)
         if total_words is None:
-            return F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id)
-        summed = F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=self.cfg.pad_id, reduction="sum")
-        return summed / max(total_words, 1.0)
+            return F.cross_entropy(logits, real)
+        return F.cross_entropy(logits, real, reduction="sum") / max(total_words, 1.0)
 
     @torch.no_grad()
     def decode(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, bos_id: int, eos_id: int,

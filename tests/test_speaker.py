@@ -87,6 +87,38 @@ def test_decode_bans_unk_and_stops_at_max_len():
     assert (sampled != UNK).all()
 
 
+def test_loss_on_real_positions_equals_the_padded_pass():
+    import torch.nn.functional as F
+
+    s = make(dropout=0.0, feature_dropout=0.0)
+    torch.manual_seed(2)
+    n, steps = 16, 3
+    act, img = torch.randn(n, steps, D + 128), torch.randn(n, steps, 36, D + 128)
+    lengths = torch.randint(1, steps + 1, (n,))
+    words = [1, 2, 9, 3, 1, 1, 2, 19, 1, 4, 1, 2, 1, 1, 3, 2]  # words per instruction: mostly short
+    instr = torch.zeros(n, 24, dtype=torch.long)
+    for i, k in enumerate(words):
+        instr[i, :k + 2] = torch.tensor([BOS] + torch.randint(4, 12, (k,)).tolist() + [EOS])
+
+    def loss_and_grads(loss_of):
+        s.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        return [loss.detach()] + [p.grad.clone() for p in s.parameters() if p.grad is not None]
+
+    def padded():  # every position through the decoder, pad targets ignored
+        logits, _ = s.decoder(instr[:, :-1], *s.encode(act, img, lengths))
+        return F.cross_entropy(logits.transpose(1, 2), instr[:, 1:], ignore_index=PAD)
+
+    expected = loss_and_grads(padded)
+    got = loss_and_grads(lambda: s.loss(instr, *s.encode(act, img, lengths)))
+    assert len(got) == len(expected)
+    for a, b in zip(expected, got):
+        assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+    summed = s.loss(instr, *s.encode(act, img, lengths), total_words=100.0) * 100.0
+    assert torch.allclose(summed, expected[0] * sum(k + 1 for k in words), atol=1e-3)
+
+
 def test_decoding_step_equals_the_teacher_forced_pass():
     s = make().eval()
     act, img, lengths = paths()
