@@ -8,7 +8,10 @@ same learning rate (``--bt-lr``) and fresh optimisers:
   (with environment dropout), as EnvDrop;
 - plain: every update a real batch only (continued ordinary training).
 
-    python experiments/backtranslation.py --seeds 0 1 2 --out runs/backtranslation
+    python experiments/backtranslation.py --seeds 0 1 2 --out runs/backtranslation [--shared-stage1]
+
+With ``--shared-stage1`` the speaker and the stage-1 follower are the first seed's, and only the arms change
+with the seed (their batches, dropout and sampling): the spread of the comparison itself, at a third of the cost.
 
 Each model is a normal run folder under ``--out`` (rerun the command after a kill to resume), and the table
 (val_unseen SR and SPL of stage 1 and of both arms, per seed, mean and spread) goes to ``--out/table.md`` and
@@ -47,9 +50,14 @@ def one_seed(seed: int, data: Path, args: argparse.Namespace) -> dict[str, dict]
               "--batch-size", str(args.batch_size)]
     # --data-dir is explicit, so agents.train would default to the paper's lr (1e-4): give the world's own
     stage1 = [*common, "--lr", str(args.lr)]
-    speaker = train_run(out / "speaker", [*stage1, "--only", "speaker", "--speaker-iters", str(args.speaker_iters),
+    if args.shared_stage1:  # stage 1 of the first seed (train it there), only the two arms vary with the seed
+        first = args.out / f"seed{args.seeds[0]}"
+        stage1[stage1.index("--seed") + 1] = str(args.seeds[0])
+    else:
+        first = out
+    speaker = train_run(first / "speaker", [*stage1, "--only", "speaker", "--speaker-iters", str(args.speaker_iters),
                                           "--eval-every", str(args.speaker_iters)])
-    base = train_run(out / "follower", [*stage1, "--only", "follower", "--iters", str(args.iters),
+    base = train_run(first / "follower", [*stage1, "--only", "follower", "--iters", str(args.iters),
                                         "--eval-every", str(args.eval_every)])
     start = ["--follower-checkpoint", str(base / "follower_best.pt"), "--eval-every", str(args.eval_every)]
     bt = train_run(out / "backtranslation", [*common, "--backtranslate", *start, "--bt-iters", str(args.more),
@@ -75,13 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bt-lr", type=float, default=1e-4, help="learning rate of both arms (EnvDrop's)")
     parser.add_argument("--batch-size", type=int, default=64, help="episodes per rollout")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--shared-stage1", action="store_true",
+                        help="train the speaker and the stage-1 follower once (first seed) and vary only the arms' "
+                             "seed: the spread of the comparison itself, at a third of the cost")
     args = parser.parse_args(argv)
     data = default_world_dir()
     table = {seed: one_seed(seed, data, args) for seed in args.seeds}
     write_json(args.out / "table.json", {str(k): v for k, v in table.items()}, indent=2)
     rows = list(next(iter(table.values())))
     lines = [f"R2R val_unseen on the built-in world: SR / SPL in % (speaker {args.speaker_iters}, follower "
-             f"{args.iters}, then {args.more} updates per arm at lr {args.bt_lr:g}, batch {args.batch_size})", "",
+             f"{args.iters}, then {args.more} updates per arm at lr {args.bt_lr:g}, batch {args.batch_size}"
+             f"{f'; stage 1 of seed {args.seeds[0]} shared by every seed' if args.shared_stage1 else ''})", "",
              "| follower | " + " | ".join(f"seed {s}" for s in table) + " | mean ± sd |",
              "| --- |" + " --- |" * (len(table) + 1)]
     for row in rows:
@@ -90,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {sr.mean():.1f} ± {sr.std(ddof=1) if len(sr) > 1 else 0:.1f} |")
     delta = np.array([100 * (table[s]["back-translation, last"]["success"] - table[s]["plain, last"]["success"])
                       for s in table])
+    speakers = [args.seeds[0]] * len(table) if args.shared_stage1 else list(table)
     bleu = [json.loads((args.out / f"seed{s}" / "speaker" / "scores.json").read_text())["best"]["speaker"]["key"]
-            for s in table]
+            for s in speakers]
     lines += ["", f"back-translation minus plain (last evaluation), SR points: "
                   f"{', '.join(f'{d:+.1f}' for d in delta)} (mean {delta.mean():+.1f})",
               f"speaker val_unseen BLEU (the instructions back-translation trains on): "

@@ -88,8 +88,9 @@ class FeatureStore:
         """Features of viewpoint ``viewpoint`` in scan ``scan`` as float32 ``[36, D]``."""
         return self[feature_key(scan, viewpoint)]
 
-    def table(self, keys: list[str], dtype: np.dtype | type = np.float32) -> np.ndarray:
-        """A dense copy ``[K, 36, D]`` of ``keys`` in that order, so an env can gather rows by index.
+    def table(self, keys: list[str], dtype: np.dtype | type = np.float32, out: np.ndarray | None = None) -> np.ndarray:
+        """A dense copy ``[K, 36, D]`` of ``keys`` in that order, so an env can gather rows by index; into
+        ``out`` (its dtype wins) when given, so a caller's preallocated table needs no second copy.
 
         Every key is checked before any is read, so a missing one fails at once rather than after
         minutes of decoding; every row's values are checked as it is read.
@@ -97,7 +98,9 @@ class FeatureStore:
         for key in keys:
             if key not in self:
                 raise self._missing(key)
-        out = np.empty((len(keys), VIEW_COUNT, self.dim), dtype=dtype)  # (K, 36, D)
+        if out is None:
+            out = np.empty((len(keys), VIEW_COUNT, self.dim), dtype=dtype)  # (K, 36, D)
+        assert out.shape == (len(keys), VIEW_COUNT, self.dim), f"out {out.shape} for {len(keys)} keys of {self.dim}-d"
         for i in self._read_order(keys):
             out[i] = self._checked(keys[i], self._read(keys[i]))
         return out

@@ -298,7 +298,8 @@ def test_indices_mode_gathers_the_features_mode_arrays_and_splits_share_one_bank
     full = VLNVectorEnv(tiny_world, "val_seen", num_envs=4, seed=1)
     lean = VLNVectorEnv(tiny_world, "val_seen", num_envs=4, seed=1, observation_mode="indices")
     other = VLNVectorEnv(tiny_world, "val_unseen", num_envs=4, seed=1)
-    assert lean.feature_table is full.feature_table is other.feature_table  # one bank
+    pointers = {env.feature_table.__array_interface__["data"][0] for env in (full, lean, other)}
+    assert len(pointers) == 1  # one bank
     a, info = full.reset()
     b, _ = lean.reset()
     for _ in range(4):
@@ -314,3 +315,37 @@ def test_indices_mode_gathers_the_features_mode_arrays_and_splits_share_one_bank
         action = info["teacher_action"]
         a, _, _, _, info = full.step(action)
         b, _, _, _, _ = lean.step(action)
+
+
+def test_feature_bank_reads_a_file_straight_into_one_reservation():
+    """A source that knows its size gets all its rows reserved once and filled in place (no copy of the table
+    when a split loads, so no transient peak); a plain ``table`` source is appended; both give the right rows."""
+    from envs.gym.tables import FeatureBank
+
+    blocks = {f"s_{i}": np.full((36, 3), float(i), dtype=np.float32) for i in range(10)}
+
+    class File:  # the FeatureFile protocol: layout() and fill()
+        def layout(self):
+            return len(blocks), 3
+
+        def fill(self, keys, out):
+            fills.append(len(keys))
+            out[...] = np.stack([blocks[k] for k in keys])
+
+    class Memory:  # the plain protocol: table()
+        def table(self, keys, dtype):
+            return np.stack([blocks[k] for k in keys]).astype(dtype)
+
+    fills = []
+    for source in (File(), Memory()):
+        bank = FeatureBank(source, 5, np.float32)  # a placeholder size: the source's own (3) wins
+        first = bank.rows(["s_3", "s_1", "s_3"])
+        pointer = bank.array.__array_interface__["data"][0]
+        second = bank.rows(["s_1", "s_7", "s_0"])  # s_1 is held already
+        assert bank.array[first][:, 0, 0].tolist() == [3.0, 1.0, 3.0]
+        assert bank.array[second][:, 0, 0].tolist() == [1.0, 7.0, 0.0]
+        assert len(bank.array) == 4 and bank.dim == 3
+        if isinstance(source, File):
+            assert fills == [2, 2]  # only the missing keys are read
+            assert bank.array.__array_interface__["data"][0] == pointer  # filled in place: nothing was copied
+            assert len(bank._store) == len(blocks)  # room for the whole file, reserved at the first load

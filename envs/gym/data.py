@@ -128,6 +128,19 @@ class FeatureFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._layout: tuple[int, int] | None = None
+
+    def layout(self) -> tuple[int, int]:
+        """(number of panoramas in the file, D): the bank reserves room for all of them at once."""
+        if self._layout is None:
+            with open_features(self.path) as store:
+                self._layout = (len(store), store.dim)
+        return self._layout
+
+    def fill(self, keys: list[str], out: np.ndarray) -> None:
+        """Read ``keys`` straight into ``out`` ``[K, 36, D]`` (rows of the bank)."""
+        with open_features(self.path) as store:
+            store.table(keys, out=out)
 
     def table(self, keys: list[str], dtype) -> np.ndarray:
         with open_features(self.path) as store:

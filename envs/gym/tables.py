@@ -27,32 +27,59 @@ class FeatureBank:
     """The [36, D] feature blocks of every viewpoint loaded so far from one source, one row each.
 
     Splits add their viewpoints as they load (:meth:`rows`); a viewpoint already held is not read or stored
-    again. ``array`` grows by concatenation, so a table reads it through the bank, never keeps it.
+    again. A source that knows its size (``layout()`` -> (panoramas, D), with ``fill(keys, out)``: a feature
+    file) gets room for all its panoramas reserved at once and reads straight into it: untouched rows of that
+    reservation take no memory, and no split's load copies the table, so the peak is the table itself (the
+    full real R2R table is 0.97 GB at 640-d float32). Other sources (``table(keys, dtype)``) are appended.
+    ``array`` is a view of the rows held, so a table reads it through the bank, never keeps it.
     """
 
     def __init__(self, source, dim: int, dtype) -> None:
         self.source, self.dtype = source, np.dtype(dtype)
-        self.array = np.zeros((0, VIEW_COUNT, dim), dtype=self.dtype)  # [R, 36, D]
+        self._store = np.zeros((0, VIEW_COUNT, dim), dtype=self.dtype)  # [capacity, 36, D]
+        self._count = 0
         self.row_of: dict[str, int] = {}
 
     @property
+    def array(self) -> np.ndarray:
+        """The rows held so far, [R, 36, D]."""
+        return self._store[:self._count]
+
+    @property
     def dim(self) -> int:
-        return int(self.array.shape[-1])
+        return int(self._store.shape[-1])
 
     def rows(self, keys: list[str]) -> np.ndarray:
         """The bank rows of ``keys`` (``scan_viewpoint``), loading the missing ones first. A blind bank
         (``source`` None) holds one block of zeros that every key shares."""
         if self.source is None:
-            if not len(self.array):
-                self.array = np.zeros((1, VIEW_COUNT, self.dim), dtype=self.dtype)
+            if not self._count:
+                self._store, self._count = np.zeros((1, VIEW_COUNT, self.dim), dtype=self.dtype), 1
             return np.zeros(len(keys), dtype=np.int64)
         missing = [k for k in dict.fromkeys(keys) if k not in self.row_of]
         if missing:
-            block = self.source.table(missing, dtype=self.dtype)  # (M, 36, D')
-            start = len(self.array)
-            self.array = np.concatenate([self.array, block]) if start else np.ascontiguousarray(block)
+            start, end = self._count, self._count + len(missing)
+            if hasattr(self.source, "fill"):
+                total, dim = self.source.layout()
+                self._reserve(end, dim, total)
+                self.source.fill(missing, self._store[start:end])
+            else:
+                block = self.source.table(missing, dtype=self.dtype)  # (M, 36, D')
+                self._reserve(end, block.shape[-1])
+                self._store[start:end] = block
+            self._count = end
             self.row_of.update((k, start + i) for i, k in enumerate(missing))
         return np.array([self.row_of[k] for k in keys], dtype=np.int64)
+
+    def _reserve(self, rows: int, dim: int, hint: int = 0) -> None:
+        """Room for ``rows`` rows of ``dim``: at least ``hint`` rows, else double, keeping the rows held."""
+        if rows <= len(self._store) and dim == self.dim:
+            return
+        assert not self._count or dim == self.dim, f"feature size changed from {self.dim} to {dim}"
+        grown = np.empty((max(rows, hint, 2 * len(self._store)), VIEW_COUNT, dim), dtype=self.dtype)
+        if self._count:
+            grown[:self._count] = self._store[:self._count]
+        self._store = grown
 
 
 @dataclass
