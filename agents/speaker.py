@@ -84,18 +84,17 @@ class SpeakerDecoder(nn.Module):
         return self.projection(self.drop(x)), state
 
     def target_logits(self, words: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
-                      lengths: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing, ``forward`` on the first ``lengths[b]`` words of each row only: logits (N, V) of
-        those N positions, row by row. Padding costs nothing: the LSTM runs in length groups
+                      real: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing, ``forward`` on the positions ``real`` (B, L) only, a prefix of each row: logits
+        (N, V) of those N positions, row by row. Padding costs nothing: the LSTM runs in length groups
         (:class:`~agents.masked_lstm.LengthGroups`) and attention and projection see only the real positions."""
         x = self.drop(self.embedding(words))  # (B, L, W)
         L = words.shape[1]
-        plan = LengthGroups.plan(lengths, L)
+        plan = LengthGroups.plan(real.sum(1), L)
         if plan is None:
             h, _ = self.lstm(x)
         else:
             h = plan.restore([self.lstm(x[rows, :span])[0] for rows, span in plan.groups], L)  # (B, L, H)
-        real = torch.arange(L, device=words.device)[None, :] < lengths[:, None]  # (B, L)
         rows = real.nonzero()[:, 0]  # each real position's row
         x, _ = self.attention_layer(self.drop(h[real]), ctx[rows], ctx_mask[rows])  # (N, H)
         return self.projection(self.drop(x))
@@ -138,13 +137,13 @@ class Speaker(nn.Module):
         """Teacher-forced cross-entropy, mean over real (non-pad) target words (or summed and divided by
         ``total_words``, under torchrun the share of the whole batch's words); instr (B, L) <BOS> ... <EOS>."""
         targets = instr[:, 1:]
-        lengths = (targets != self.cfg.pad_id).sum(1)  # real targets form a prefix: words ... <EOS>, then pad
-        longest = int(lengths.max())
-        logits = self.decoder.target_logits(instr[:, :longest], ctx, ctx_mask, lengths)  # (N, V)
-        real = targets[:, :longest][torch.arange(longest, device=instr.device)[None, :] < lengths[:, None]]  # (N,)
+        longest = int((targets != self.cfg.pad_id).sum(1).max())
+        targets = targets[:, :longest]
+        real = targets != self.cfg.pad_id  # (B, L): a prefix of each row, words ... <EOS>, then pad
+        logits = self.decoder.target_logits(instr[:, :longest], ctx, ctx_mask, real)  # (N, V)
         if total_words is None:
-            return F.cross_entropy(logits, real)
-        return F.cross_entropy(logits, real, reduction="sum") / max(total_words, 1.0)
+            return F.cross_entropy(logits, targets[real])
+        return F.cross_entropy(logits, targets[real], reduction="sum") / max(total_words, 1.0)
 
     @torch.no_grad()
     def decode(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, bos_id: int, eos_id: int,

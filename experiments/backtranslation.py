@@ -44,21 +44,26 @@ def val_unseen(run: Path, which: str) -> dict[str, float]:
     return {m: float(record[f"val_unseen/{m}"]) for m in METRICS}
 
 
+def stage1_seed(seed: int, args: argparse.Namespace) -> int:
+    """The seed whose speaker and stage-1 follower ``seed``'s arms start from (the first one with
+    ``--shared-stage1``)."""
+    return args.seeds[0] if args.shared_stage1 else seed
+
+
 def one_seed(seed: int, data: Path, args: argparse.Namespace) -> dict[str, dict]:
-    out = args.out / f"seed{seed}"
-    common = ["r2r", "--data-dir", str(data), "--seed", str(seed), "--threads", str(args.threads), "--quiet",
-              "--batch-size", str(args.batch_size)]
+    def flags(run_seed: int) -> list[str]:
+        return ["r2r", "--data-dir", str(data), "--seed", str(run_seed), "--threads", str(args.threads), "--quiet",
+                "--batch-size", str(args.batch_size)]
+
+    out, first = args.out / f"seed{seed}", stage1_seed(seed, args)
+    common = flags(seed)
     # --data-dir is explicit, so agents.train would default to the paper's lr (1e-4): give the world's own
-    stage1 = [*common, "--lr", str(args.lr)]
-    if args.shared_stage1:  # stage 1 of the first seed (train it there), only the two arms vary with the seed
-        first = args.out / f"seed{args.seeds[0]}"
-        stage1[stage1.index("--seed") + 1] = str(args.seeds[0])
-    else:
-        first = out
-    speaker = train_run(first / "speaker", [*stage1, "--only", "speaker", "--speaker-iters", str(args.speaker_iters),
-                                          "--eval-every", str(args.speaker_iters)])
-    base = train_run(first / "follower", [*stage1, "--only", "follower", "--iters", str(args.iters),
-                                        "--eval-every", str(args.eval_every)])
+    stage1 = [*flags(first), "--lr", str(args.lr)]
+    speaker = train_run(args.out / f"seed{first}" / "speaker",
+                        [*stage1, "--only", "speaker", "--speaker-iters", str(args.speaker_iters),
+                         "--eval-every", str(args.speaker_iters)])
+    base = train_run(args.out / f"seed{first}" / "follower", [*stage1, "--only", "follower", "--iters", str(args.iters),
+                                                            "--eval-every", str(args.eval_every)])
     start = ["--follower-checkpoint", str(base / "follower_best.pt"), "--eval-every", str(args.eval_every)]
     bt = train_run(out / "backtranslation", [*common, "--backtranslate", *start, "--bt-iters", str(args.more),
                                              "--speaker-checkpoint", str(speaker / "speaker_best.pt"),
@@ -102,9 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {sr.mean():.1f} ± {sr.std(ddof=1) if len(sr) > 1 else 0:.1f} |")
     delta = np.array([100 * (table[s]["back-translation, last"]["success"] - table[s]["plain, last"]["success"])
                       for s in table])
-    speakers = [args.seeds[0]] * len(table) if args.shared_stage1 else list(table)
-    bleu = [json.loads((args.out / f"seed{s}" / "speaker" / "scores.json").read_text())["best"]["speaker"]["key"]
-            for s in speakers]
+    bleu = [json.loads((args.out / f"seed{stage1_seed(s, args)}" / "speaker" / "scores.json").read_text())
+            ["best"]["speaker"]["key"] for s in table]
     lines += ["", f"back-translation minus plain (last evaluation), SR points: "
                   f"{', '.join(f'{d:+.1f}' for d in delta)} (mean {delta.mean():+.1f})",
               f"speaker val_unseen BLEU (the instructions back-translation trains on): "

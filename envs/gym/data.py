@@ -142,10 +142,6 @@ class FeatureFile:
         with open_features(self.path) as store:
             store.table(keys, out=out)
 
-    def table(self, keys: list[str], dtype) -> np.ndarray:
-        with open_features(self.path) as store:
-            return store.table(keys, dtype=dtype)
-
 
 _BANKS: dict[tuple, FeatureBank] = {}
 
