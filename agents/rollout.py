@@ -97,6 +97,7 @@ class IterationConfig:
     env_dropout: float = 0.4  # channel drop probability of the environmental dropout mask
     env_dropout_per_env: bool = False  # paper's per-environment mask instead of the code's shared one
     max_decode: int = 120  # speaker words per generated instruction
+    aug_source: str = "sampled"  # augmented pass: "sampled" paths + speaker, or "train-speaker" / "train-human"
 
 
 def _tensor(array: Any, device: torch.device) -> torch.Tensor:
@@ -367,11 +368,12 @@ def speaker_instructions(speaker: Speaker, env: Any, obs: dict, info: dict, env_
 
 def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: IterationConfig,
                    speaker: Speaker | None = None, sampler: Any = None, prefix: str = "",
-                   random: RolloutRandom | None = None) -> dict[str, float]:
+                   random: RolloutRandom | None = None, env_dropout: bool = False) -> dict[str, float]:
     """Teacher-forced rollout + (optionally) sampled A2C rollout, each on a fresh batch, backpropagated.
 
     Batches come from the env's own sampler, or from ``sampler`` (``next_batch()``: e.g. augmented paths)
-    played in ``env``.
+    played in ``env``. With ``env_dropout`` one environmental-dropout mask per rollout replaces feature
+    dropout; with ``speaker`` the speaker writes the instructions (under that mask).
     """
     stats: dict[str, float] = {}
     runs = [("teacher", il_weight, False)] + ([("sample", None, True)] if cfg.train_rl else [])
@@ -381,12 +383,13 @@ def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: Iteratio
         batch = sampler.next_batch() if sampler is not None else None
         obs, info = env.reset(options=None if batch is None else {"episodes": batch})
         instructions = env_mask = None
-        if speaker is not None:
+        if env_dropout:
             local = obs["action_mask"].shape[0]
             env_mask = (draw_env_mask(follower.cfg.feature_dim, cfg.env_dropout, local, cfg.env_dropout_per_env,
                                       _device(follower)) if random is None else
                         random.env_mask(follower.cfg.feature_dim, cfg.env_dropout, local,
                                         cfg.env_dropout_per_env).to(_device(follower)))
+        if speaker is not None:
             episodes = batch if batch is not None else _batch_episodes(env, info)
             instructions = speaker_instructions(speaker, env, obs, info, env_mask, cfg.max_decode)
             obs, info = env.reset(options={"episodes": episodes})
@@ -427,14 +430,19 @@ def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.op
                               random: RolloutRandom | None = None) -> dict[str, float]:
     """One back-translation update: a real-data pass and an augmented pass (speaker-written, env-dropped).
 
-    The augmented pass plays ``aug_sampler``'s batches (new paths in the training houses) in ``env``.
+    The augmented pass plays ``aug_sampler``'s batches (new paths in the training houses) in ``env``; with
+    ``cfg.aug_source`` "train-speaker" it plays training batches instead, and with "train-human" those keep
+    their human instructions (the speaker is not used): controls that tell the speaker's part from the pass's.
     """
     follower.train()
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
     stats = _follower_pass(follower, env, cfg.il_weight, cfg, prefix="real/", random=random)
-    stats.update(_follower_pass(follower, env, cfg.aug_il_weight, cfg, speaker=speaker, sampler=aug_sampler,
-                                prefix="aug/", random=random))
+    assert cfg.aug_source in ("sampled", "train-speaker", "train-human"), f"unknown aug_source {cfg.aug_source!r}"
+    stats.update(_follower_pass(follower, env, cfg.aug_il_weight, cfg,
+                                speaker=None if cfg.aug_source == "train-human" else speaker,
+                                sampler=aug_sampler if cfg.aug_source == "sampled" else None,
+                                prefix="aug/", random=random, env_dropout=True))
     parts = {"encoder": follower.encoder, "decoder": follower.decoder, "critic": follower.critic}
     stats.update(_step_optimizers(parts, optimizers, cfg.grad_clip, ("encoder", "decoder")))
     return stats

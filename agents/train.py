@@ -97,7 +97,8 @@ class Trainer:
         self.follower_opt = make_follower_optimizers(self.follower, cfg.lr)
         self.speaker_opt = make_speaker_optimizers(self.speaker, cfg.lr)
         self.iter_cfg = IterationConfig(il_weight=cfg.il_weight, aug_il_weight=cfg.aug_il_weight,
-                                        env_dropout=cfg.env_dropout, env_dropout_per_env=cfg.env_dropout_per_env)
+                                        env_dropout=cfg.env_dropout, env_dropout_per_env=cfg.env_dropout_per_env,
+                                        aug_source=cfg.aug_source)
         self.aug_sampler: EpisodeSampler | None = None
         self.stages = stages_for(cfg)
         self.stage_index, self.iteration = 0, 0
@@ -198,7 +199,8 @@ class Trainer:
             self._load_best(speaker_source, self.speaker, "speaker")
             if self.cfg.follower_checkpoint:  # its score on these splits is unknown: keep back-translation's best
                 self.best.pop("follower", None)
-            self._make_aug_sampler()
+            if self.cfg.aug_source == "sampled":
+                self._make_aug_sampler()
 
     def _load_best(self, path: Path, model: torch.nn.Module, what: str) -> None:
         if not path.exists():

@@ -76,6 +76,10 @@ class TrainConfig:
     """one environmental-dropout mask per environment (the paper) instead of per batch (EnvDrop's code)"""
     aug_paths_per_scan: int | None = 200
     """sampled augmentation paths per training scan"""
+    aug_source: Literal["sampled", "train-speaker", "train-human"] = "sampled"
+    """what back-translation's augmented pass plays: sampled paths with the speaker's instructions (EnvDrop);
+    or, to tell what hurts or helps, the training paths with the speaker's instructions (train-speaker) or with
+    their human ones (train-human: the extra pass and its environmental dropout without the speaker)"""
     select_by: Literal["success", "spl", "ndtw"] | None = None
     """val_unseen metric that picks the best follower (RxR: its average over the languages)"""
     languages: str | None = None

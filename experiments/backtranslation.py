@@ -8,6 +8,10 @@ same learning rate (``--bt-lr``) and fresh optimisers:
   (with environment dropout), as EnvDrop;
 - plain: every update a real batch only (continued ordinary training).
 
+``--arms`` adds two controls that tell the speaker's part from the extra pass's: the augmented pass on the
+training paths with the speaker's instructions (``bt-train-speaker``) or with their human ones
+(``bt-train-human``), environmental dropout and weights as back-translation.
+
     python experiments/backtranslation.py --seeds 0 1 2 --out runs/backtranslation [--shared-stage1]
 
 With ``--shared-stage1`` the speaker and the stage-1 follower are the first seed's, and only the arms change
@@ -35,6 +39,9 @@ from envs.world import default_world_dir  # noqa: E402
 from experiments.runs import train_run  # noqa: E402
 
 METRICS = ("success", "spl")
+# arm -> what back-translation's augmented pass plays (agents.train --aug-source); "plain" adds no pass
+ARMS = {"backtranslation": "sampled", "bt-train-speaker": "train-speaker", "bt-train-human": "train-human",
+        "plain": None}
 
 
 def val_unseen(run: Path, which: str) -> dict[str, float]:
@@ -65,14 +72,19 @@ def one_seed(seed: int, data: Path, args: argparse.Namespace) -> dict[str, dict]
     base = train_run(args.out / f"seed{first}" / "follower", [*stage1, "--only", "follower", "--iters", str(args.iters),
                                                             "--eval-every", str(args.eval_every)])
     start = ["--follower-checkpoint", str(base / "follower_best.pt"), "--eval-every", str(args.eval_every)]
-    bt = train_run(out / "backtranslation", [*common, "--backtranslate", *start, "--bt-iters", str(args.more),
-                                             "--speaker-checkpoint", str(speaker / "speaker_best.pt"),
-                                             "--bt-lr", str(args.bt_lr)])
-    plain = train_run(out / "plain", [*common, "--only", "follower", *start, "--iters", str(args.more),
-                                      "--lr", str(args.bt_lr)])
-    return {"stage 1 (best)": val_unseen(base, "best"),
-            "plain, last": val_unseen(plain, "last"), "back-translation, last": val_unseen(bt, "last"),
-            "plain, best": val_unseen(plain, "best"), "back-translation, best": val_unseen(bt, "best")}
+    runs = {}
+    for arm in args.arms:
+        if arm == "plain":
+            runs[arm] = train_run(out / "plain", [*common, "--only", "follower", *start, "--iters", str(args.more),
+                                                  "--lr", str(args.bt_lr)])
+        else:
+            runs[arm] = train_run(out / arm, [*common, "--backtranslate", *start, "--bt-iters", str(args.more),
+                                              "--speaker-checkpoint", str(speaker / "speaker_best.pt"),
+                                              "--bt-lr", str(args.bt_lr), "--aug-source", ARMS[arm]])
+    table = {"stage 1 (best)": val_unseen(base, "best")}
+    table.update({f"{arm}, last": val_unseen(run, "last") for arm, run in runs.items()})
+    table.update({f"{arm}, best": val_unseen(run, "best") for arm, run in runs.items()})
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bt-lr", type=float, default=1e-4, help="learning rate of both arms (EnvDrop's)")
     parser.add_argument("--batch-size", type=int, default=64, help="episodes per rollout")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["backtranslation", "plain"],
+                        help="the arms: back-translation as EnvDrop (sampled paths, speaker), plain training, and two "
+                             "controls: the augmented pass on training paths with the speaker's instructions "
+                             "(bt-train-speaker) or with their human ones (bt-train-human)")
     parser.add_argument("--shared-stage1", action="store_true",
                         help="train the speaker and the stage-1 follower once (first seed) and vary only the arms' "
                              "seed: the spread of the comparison itself, at a third of the cost")
@@ -105,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{100 * table[s][row]['success']:.1f} / {100 * table[s][row]['spl']:.1f}" for s in table]
         sr = np.array([100 * table[s][row]["success"] for s in table])
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {sr.mean():.1f} ± {sr.std(ddof=1) if len(sr) > 1 else 0:.1f} |")
-    delta = np.array([100 * (table[s]["back-translation, last"]["success"] - table[s]["plain, last"]["success"])
-                      for s in table])
+    deltas = {arm: np.array([100 * (table[s][f"{arm}, last"]["success"] - table[s]["plain, last"]["success"])
+                             for s in table]) for arm in args.arms if arm != "plain" and "plain" in args.arms}
     bleu = [json.loads((args.out / f"seed{stage1_seed(s, args)}" / "speaker" / "scores.json").read_text())
             ["best"]["speaker"]["key"] for s in table]
-    lines += ["", f"back-translation minus plain (last evaluation), SR points: "
-                  f"{', '.join(f'{d:+.1f}' for d in delta)} (mean {delta.mean():+.1f})",
-              f"speaker val_unseen BLEU (the instructions back-translation trains on): "
+    lines += [""] + [f"{arm} minus plain (last evaluation), SR points: "
+                     f"{', '.join(f'{d:+.1f}' for d in delta)} (mean {delta.mean():+.1f})"
+                     for arm, delta in deltas.items()]
+    lines += [f"speaker val_unseen BLEU (the instructions back-translation trains on): "
               f"{', '.join(f'{b:.3f}' for b in bleu)}"]
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -292,6 +292,49 @@ def test_speaker_and_backtranslation_iterations_run():
     assert any(not torch.equal(a, b) for a, b in zip(before, follower.parameters()))
 
 
+class _Unused:
+    """An augmentation sampler that must not be asked for batches."""
+
+    def next_batch(self):
+        raise AssertionError("the augmented pass drew from the sampled paths")
+
+
+@pytest.mark.parametrize("source", ["train-speaker", "train-human"])
+def test_backtranslation_controls_play_training_paths(source, monkeypatch):
+    """The controls play the env's own training batches under environmental dropout, with the speaker's
+    instructions (train-speaker) or the human ones (train-human, the speaker never asked)."""
+    import agents.rollout as rollout
+
+    torch.manual_seed(0)
+    env = FakeVLNEnv()
+    speaker = Speaker(SpeakerConfig(vocab_size=len(env.vocab), feature_dim=env.feature_dim, word_dim=16,
+                                    hidden_dim=32))
+    calls, spoken = [], []
+    real_rollout, real_speak = rollout.follower_rollout, rollout.speaker_instructions
+
+    def rollout_spy(*args, **kwargs):
+        calls.append((kwargs.get("instructions"), kwargs.get("env_mask")))
+        return real_rollout(*args, **kwargs)
+
+    def speak_spy(*args, **kwargs):
+        spoken.append(real_speak(*args, **kwargs))
+        return spoken[-1]
+
+    monkeypatch.setattr(rollout, "follower_rollout", rollout_spy)
+    monkeypatch.setattr(rollout, "speaker_instructions", speak_spy)
+    follower = small_follower(env)
+    stats = backtranslation_iteration(follower, make_follower_optimizers(follower), speaker, env, _Unused(),
+                                      IterationConfig(max_decode=8, aug_source=source))
+    assert {"aug/teacher/il_loss", "aug/sample/rl_loss"} <= set(stats)
+    real, aug = calls[:2], calls[2:]
+    assert all(i is None and m is None for i, m in real)  # the real pass: human words, feature dropout
+    assert len(aug) == 2 and all(m is not None for _, m in aug)  # the augmented pass: env-dropped
+    if source == "train-human":
+        assert spoken == [] and all(i is None for i, _ in aug)
+    else:
+        assert len(spoken) == 2 and all(i is s for (i, _), s in zip(aug, spoken))
+
+
 @pytest.mark.parametrize("per_env", [False, True])
 def test_env_dropped_rollout_with_heading_observations(per_env):
     torch.manual_seed(0)
