@@ -13,6 +13,7 @@ Decoding is greedy or sampled, with <UNK> banned, up to ``max_len`` words (120 f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -114,6 +115,27 @@ class SpeakerDecoder(nn.Module):
         x, _ = self.attention_layer(self.drop(h), ctx, ctx_mask)  # (B, H)
         return self.projection(self.drop(x)), (h, c)
 
+    def table_step(self) -> Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+        """``step`` for eval mode (no dropout) with the input projection looked up: every word's gate input
+        ``embedding x W_ih + b_ih + b_hh`` is one (V, 4H) table made here, once, and a step adds ``h W_hh`` to
+        its words' rows. Returns a function with ``step``'s signature."""
+        assert not self.training, "table_step skips dropout: it is for eval mode"
+        lstm = self.lstm
+        table = F.linear(self.embedding.weight, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)  # (V, 4H)
+
+        def step(word, ctx, ctx_mask, state=None):
+            if state is None:
+                zeros = ctx.new_zeros(word.shape[0], lstm.hidden_size)
+                state = (zeros, zeros)
+            gates = torch.addmm(table[word], state[0], lstm.weight_hh_l0.t())  # (B, 4H): PyTorch's i, f, g, o
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            x, _ = self.attention_layer(h, ctx, ctx_mask)  # (B, H)
+            return self.projection(x), (h, c)
+
+        return step
+
 
 class Speaker(nn.Module):
     """Speaker model; ``encoder`` and ``decoder`` each get an Adam optimiser, as in EnvDrop."""
@@ -148,25 +170,35 @@ class Speaker(nn.Module):
     @torch.no_grad()
     def decode(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, bos_id: int, eos_id: int,
                banned: tuple[int, ...] = (), max_len: int = 120, sample: bool = False) -> torch.Tensor:
-        """Write instructions word by word: (B, <= max_len) ids without <BOS>, <EOS> kept, pad after it."""
-        B = ctx.shape[0]
+        """Write instructions word by word: (B, <= max_len) ids without <BOS>, <EOS> kept, pad after it.
+
+        A row leaves the batch the model computes on once it has written <EOS>, so a step costs in proportion
+        to the instructions still being written. In eval mode the word embedding's share of the LSTM gates is
+        one table row per vocabulary word (embedding x W_ih + both biases, made once per call): each step
+        looks its rows up instead of multiplying, the same numbers up to rounding.
+        """
+        B, pad = ctx.shape[0], self.cfg.pad_id
+        out = torch.full((B, max_len), pad, dtype=torch.long, device=ctx.device)
+        alive = torch.arange(B, device=ctx.device)  # rows still writing; ctx, ctx_mask, word, state hold these
         word = torch.full((B,), bos_id, dtype=torch.long, device=ctx.device)
-        ended = torch.zeros(B, dtype=torch.bool, device=ctx.device)
-        state, words = None, []
-        for _ in range(max_len):
-            logits, state = self.decoder.step(word, ctx, ctx_mask, state)  # (B, V)
+        state, steps = None, 0
+        step = self.decoder.step if self.training else self.decoder.table_step()
+        for t in range(max_len):
+            logits, state = step(word, ctx, ctx_mask, state)  # (A, V)
             if banned:
                 logits[:, list(banned)] = float("-inf")
-            if sample:
-                nxt = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(1)
-            else:
-                nxt = logits.argmax(-1)
-            words.append(nxt.masked_fill(ended, self.cfg.pad_id))
-            ended = ended | (nxt == eos_id)
-            word = nxt
-            if bool(ended.all()):
-                break
-        return torch.stack(words, dim=1)
+            word = (torch.multinomial(torch.softmax(logits, -1), 1).squeeze(1) if sample
+                    else logits.argmax(-1))
+            out[alive, t] = word
+            steps = t + 1
+            going = word != eos_id
+            if not bool(going.all()):
+                if not bool(going.any()):
+                    break
+                keep = going.nonzero().squeeze(1)
+                alive, word, ctx, ctx_mask = alive[keep], word[keep], ctx[keep], ctx_mask[keep]
+                state = (state[0][keep], state[1][keep])
+        return out[:, :steps]
 
 
 def make_speaker_optimizers(speaker: Speaker, lr: float = 1e-4) -> dict[str, torch.optim.Optimizer]:

@@ -87,6 +87,45 @@ def test_decode_bans_unk_and_stops_at_max_len():
     assert (sampled != UNK).all()
 
 
+def _reference_decode(s: Speaker, ctx, mask, max_len: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Greedy decoding the plain way: every row steps until all have written <EOS>, through ``step``."""
+    word, ended, state, words, logits = torch.full((ctx.shape[0],), BOS), torch.zeros(ctx.shape[0], dtype=torch.bool), None, [], []
+    for _ in range(max_len):
+        step_logits, state = s.decoder.step(word, ctx, mask, state)
+        step_logits[:, UNK] = float("-inf")
+        logits.append(step_logits)
+        word = step_logits.argmax(-1)
+        words.append(word.masked_fill(ended, PAD))
+        ended = ended | (word == EOS)
+        if bool(ended.all()):
+            break
+    return torch.stack(words, 1), logits
+
+
+def test_decode_drops_finished_rows_and_looks_up_the_input_gates():
+    """Greedy decoding with finished rows dropped and the table of input gates writes what the plain loop
+    writes, and the table step's logits equal ``step``'s."""
+    torch.manual_seed(0)
+    s = Speaker(SpeakerConfig(vocab_size=30, feature_dim=D)).eval()
+    torch.manual_seed(3)
+    n = 24
+    act, img = torch.randn(n, 3, D + 128), torch.randn(n, 3, 36, D + 128)
+    lengths = torch.randint(1, 4, (n,))
+    with torch.no_grad():
+        s.decoder.projection.weight.mul_(10.0)  # sharper words than a fresh model's: rows end at various steps
+        s.decoder.embedding.weight.mul_(3.0)
+        ctx, mask = s.encode(act, img, lengths)
+        expected, logits = _reference_decode(s, ctx, mask, max_len=25)
+        got = s.decode(ctx, mask, BOS, EOS, banned=(UNK,), max_len=25)
+        ends = [(row == EOS).nonzero()[0, 0].item() if (row == EOS).any() else None for row in expected]
+        assert len({e for e in ends if e is not None}) >= 3 and None in ends, ends  # some never finish
+        assert torch.equal(got, expected)
+        table_step = s.decoder.table_step()
+        first, _ = table_step(torch.full((n,), BOS), ctx, mask)
+        first[:, UNK] = float("-inf")
+        assert torch.allclose(first, logits[0], atol=1e-5)
+
+
 def test_loss_on_real_positions_equals_the_padded_pass():
     import torch.nn.functional as F
 
