@@ -6,6 +6,7 @@ losses, untrained models. The validation envs are built too, as ``agents.train``
 memory is a training run's. Each repeat times ``--iters`` iterations after ``--warmup`` ones::
 
     python benchmarks/bench_train.py [--threads 2] [--clock cpu] [--iters 20] [--repeats 3] [--data-dir DATA] [--device cuda]
+                                     [--feature-dtype float16]
 
 The references are EnvDrop's code (airsplay/R2R-EnvDrop ``r2r_src``, patched only to run on a CPU with
 today's torch, with this toolkit's simulator standing in for MatterSim), timed on the same machine on
@@ -54,7 +55,11 @@ class RandomFeatures:
         return self.total, self.dim
 
     def fill(self, keys: list[str], out: np.ndarray) -> None:
-        self.rng.standard_normal(out=out, dtype=np.float32)
+        # float16 values in either bank, so that --feature-dtype float16 holds the same numbers and the agents
+        # take the same steps (the same work to time); drawn a block at a time
+        for start in range(0, len(out), 1024):
+            out[start:start + 1024] = self.rng.standard_normal(out[start:start + 1024].shape,
+                                                               dtype=np.float32).astype(np.float16)
 
 
 def make_env(args: argparse.Namespace):
@@ -69,6 +74,7 @@ def make_env(args: argparse.Namespace):
     else:
         graphs = load_graphs(data / "connectivity")
         options = {"features": RandomFeatures(args.dim, sum(len(g.ids) for g in graphs.values()))}
+    options["feature_dtype"] = args.feature_dtype
     env = VLNVectorEnv(data, "train", num_envs=args.batch, seed=0, metrics_in_info=False, **options)
     env.validation = [VLNVectorEnv(data, split, num_envs=args.batch, shuffle=False, metrics_in_info=False, **options)
                       for split in ("val_seen", "val_unseen")]
@@ -101,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--data-dir", type=Path, default=None, help="data directory (default: the real data, else the world)")
+    p.add_argument("--feature-dtype", choices=["float32", "float16"], default="float32",
+                   help="how the env holds the feature table (agents.train --feature-dtype)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the comparison used 2)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: this process's CPU time, steadier than the wall clock on a busy machine (with --threads 1)")
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     f_opts = make_follower_optimizers(follower)
     speaker = Speaker(SpeakerConfig(vocab_size=len(vocab), feature_dim=env.feature_dim)).to(args.device)
     s_opts = make_speaker_optimizers(speaker)
-    print(f"{where}: batch {args.batch}, {env.feature_dim}-d features, device {args.device}, "
+    print(f"{where}: batch {args.batch}, {env.feature_dim}-d {args.feature_dtype} features, device {args.device}, "
           f"{torch.get_num_threads()} threads, {args.warmup} + {args.repeats} x {args.iters} iterations", flush=True)
     steps = {
         "follower": lambda: train_follower_iteration(follower, f_opts, env, cfg, random),

@@ -75,6 +75,24 @@ def test_backtranslation_starts_fresh_optimisers_at_its_own_lr(tiny_world, tmp_p
     assert {g["lr"] for o in optimisers.values() for g in o["param_groups"]} == {2e-5}
 
 
+def test_float16_feature_table_trains_on_the_same_float32_models(tiny_world, tmp_path, monkeypatch):
+    """--feature-dtype float16: the envs hold a float16 table, the follower still trains in float32."""
+    built = []
+    original = train.VLNVectorEnv
+
+    def spy(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(train, "VLNVectorEnv", spy)
+    out = tmp_path / "half"
+    assert train.main(_args(tiny_world, out, "--only", "follower", "--iters", "2", "--feature-dtype", "float16")) == 0
+    assert built and all(env.feature_table.dtype == "float16" for env in built)
+    assert json.loads((out / "config.json").read_text())["feature_dtype"] == "float16"
+    weights = load_checkpoint(out / "checkpoint.pt")["follower"]
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+
+
 def test_follower_training_continues_from_a_given_follower(tiny_world, tmp_path):
     """--only follower --follower-checkpoint: stage 1 starts from those weights (at --lr 0 they stay them), not
     from a fresh initialisation."""

@@ -349,3 +349,23 @@ def test_feature_bank_reads_a_file_straight_into_one_reservation():
             assert fills == [2, 2]  # only the missing keys are read
             assert bank.array.__array_interface__["data"][0] == pointer  # filled in place: nothing was copied
             assert len(bank._store) == len(blocks)  # room for the whole file, reserved at the first load
+
+
+def test_float16_bank_observes_the_rounded_features_in_float32(tiny_world):
+    """feature_dtype='float16' holds the table in half the memory; observations stay float32 and carry each
+    feature rounded to float16 (the angle dims exactly), views and candidates alike."""
+    full = VLNVectorEnv(tiny_world, "val_seen", num_envs=4, seed=1)
+    half = VLNVectorEnv(tiny_world, "val_seen", num_envs=4, seed=1, feature_dtype="float16")
+    assert half.feature_table.dtype == np.float16 and full.feature_table.dtype == np.float32  # 2 bytes a value, not 4
+    d = full.feature_dim
+    a, info = full.reset()
+    b, _ = half.reset()
+    for _ in range(4):
+        for key in ("view_features", "candidate_features"):
+            assert b[key].dtype == np.float32
+            np.testing.assert_array_equal(b[key][..., :d], a[key][..., :d].astype(np.float16).astype(np.float32))
+            np.testing.assert_array_equal(b[key][..., d:], a[key][..., d:])
+        assert not np.array_equal(b["view_features"], a["view_features"])  # the rounding is real
+        action = info["teacher_action"]
+        a, _, _, _, info = full.step(action)
+        b, _, _, _, _ = half.step(action)

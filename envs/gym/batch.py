@@ -112,8 +112,11 @@ class BatchState:
         out[~self.active] = 0.0
         live = np.flatnonzero(self.active)
         bank = t.bank.array
-        for i, r in zip(live.tolist(), t.feature_row[self.row[live]].tolist()):  # row by row: faster than a
-            out[i, :, :d] = bank[r]  # (36, D)                                      fancy-index gather
+        if bank.dtype != np.float32:  # a float16 bank: one gather, widened at once
+            out[live, :, :d] = _widen(bank[t.feature_row[self.row[live]]])
+        else:
+            for i, r in zip(live.tolist(), t.feature_row[self.row[live]].tolist()):  # row by row: faster than
+                out[i, :, :d] = bank[r]  # (36, D)                                      a fancy-index gather
         out[live, :, d:] = self.view_angles[self.heading_ix[live]]  # (n, 36, 128)
         return out
 
@@ -144,7 +147,7 @@ class BatchState:
         live = np.flatnonzero(self.active)  # finished episodes observe zeros
         rows = self.row[live]
         feats = np.empty((len(live), t.max_candidates, d + ANGLE_DIM), dtype=np.float32)
-        feats[..., :d] = t.bank.array[t.feature_row[rows][:, None], t.cand_point[rows]]  # (n, K, D)
+        feats[..., :d] = _widen(t.bank.array[t.feature_row[rows][:, None], t.cand_point[rows]])  # (n, K, D)
         heading, elevation = self.candidate_angles()
         feats[..., d:] = angle_features(heading[live], elevation[live], ANGLE_DIM)  # (n, K, 128)
         feats[t.cand_target[rows] < 0] = 0.0  # padding
@@ -292,3 +295,13 @@ class BatchState:
     def result(self, i: int) -> dict:
         """Episode ``i`` in the submission format."""
         return {"instr_id": self.episodes[i].instr_id, "trajectory": self.trajectory(i)}
+
+
+def _widen(block: np.ndarray) -> np.ndarray:
+    """A gathered feature block as float32. A float16 bank's blocks go through torch's vectorised conversion,
+    about 15x faster than numpy's (5 ns per value), which would cost a follower step more than its model."""
+    if block.dtype == np.float32:
+        return block
+    import torch  # only for a float16 bank: an env of float32 features never loads torch
+
+    return torch.from_numpy(np.ascontiguousarray(block)).float().numpy()
