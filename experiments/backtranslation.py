@@ -45,10 +45,12 @@ ARMS = {"backtranslation": "sampled", "bt-train-speaker": "train-speaker", "bt-t
 
 
 def val_unseen(run: Path, which: str) -> dict[str, float]:
-    """val_unseen SR and SPL of a run: its best evaluation (by the run's own selection) or its last one."""
+    """val_unseen SR and SPL (and val_seen SR, ``seen_success``) of a run: its best evaluation (by the run's
+    own selection) or its last one."""
     scores = json.loads((run / "scores.json").read_text())
     record = scores["best"]["follower"]["scores"] if which == "best" else scores["history"][-1]
-    return {m: float(record[f"val_unseen/{m}"]) for m in METRICS}
+    unseen = {m: float(record[f"val_unseen/{m}"]) for m in METRICS}
+    return unseen | {"seen_success": float(record["val_seen/success"])}
 
 
 def stage1_seed(seed: int, args: argparse.Namespace) -> int:
@@ -121,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{100 * table[s][row]['success']:.1f} / {100 * table[s][row]['spl']:.1f}" for s in table]
         sr = np.array([100 * table[s][row]["success"] for s in table])
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {sr.mean():.1f} ± {sr.std(ddof=1) if len(sr) > 1 else 0:.1f} |")
+    lines += ["", "val_seen SR in % (the training houses)", "",
+              "| follower | " + " | ".join(f"seed {s}" for s in table) + " | mean ± sd |",
+              "| --- |" + " --- |" * (len(table) + 1)]
+    for row in rows:
+        seen = np.array([100 * table[s][row]["seen_success"] for s in table])
+        lines.append(f"| {row} | " + " | ".join(f"{v:.1f}" for v in seen)
+                     + f" | {seen.mean():.1f} ± {seen.std(ddof=1) if len(seen) > 1 else 0:.1f} |")
     deltas = {arm: np.array([100 * (table[s][f"{arm}, last"]["success"] - table[s]["plain, last"]["success"])
                              for s in table]) for arm in args.arms if arm != "plain" and "plain" in args.arms}
     bleu = [json.loads((args.out / f"seed{stage1_seed(s, args)}" / "speaker" / "scores.json").read_text())

@@ -89,7 +89,8 @@ def test_decode_bans_unk_and_stops_at_max_len():
 
 def _reference_decode(s: Speaker, ctx, mask, max_len: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Greedy decoding the plain way: every row steps until all have written <EOS>, through ``step``."""
-    word, ended, state, words, logits = torch.full((ctx.shape[0],), BOS), torch.zeros(ctx.shape[0], dtype=torch.bool), None, [], []
+    word, ended = torch.full((ctx.shape[0],), BOS), torch.zeros(ctx.shape[0], dtype=torch.bool)
+    state, words, logits = None, [], []
     for _ in range(max_len):
         step_logits, state = s.decoder.step(word, ctx, mask, state)
         step_logits[:, UNK] = float("-inf")
