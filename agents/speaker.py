@@ -173,16 +173,19 @@ class Speaker(nn.Module):
         """Write instructions word by word: (B, <= max_len) ids without <BOS>, <EOS> kept, pad after it.
 
         A row leaves the batch the model computes on once it has written <EOS>, so a step costs in proportion
-        to the instructions still being written. In eval mode the word embedding's share of the LSTM gates is
-        one table row per vocabulary word (embedding x W_ih + both biases, made once per call): each step
-        looks its rows up instead of multiplying, the same numbers up to rounding.
+        to the instructions still being written. In eval mode, when the vocabulary is small against the batch
+        (R2R's 991 words at batch 64), the word embedding's share of the LSTM gates is one table row per word
+        (embedding x W_ih + both biases, made once per call): each step looks its rows up instead of
+        multiplying, the same numbers up to rounding.
         """
         B, pad = ctx.shape[0], self.cfg.pad_id
         out = torch.full((B, max_len), pad, dtype=torch.long, device=ctx.device)
         alive = torch.arange(B, device=ctx.device)  # rows still writing; ctx, ctx_mask, word, state hold these
         word = torch.full((B,), bos_id, dtype=torch.long, device=ctx.device)
         state, steps = None, 0
-        step = self.decoder.step if self.training else self.decoder.table_step()
+        # the table costs as much as ~vocabulary-size decoded rows: worth it when rows write ~24 words on average
+        table = not self.training and self.cfg.vocab_size <= 24 * B
+        step = self.decoder.table_step() if table else self.decoder.step
         for t in range(max_len):
             logits, state = step(word, ctx, ctx_mask, state)  # (A, V)
             if banned:

@@ -103,11 +103,12 @@ def _reference_decode(s: Speaker, ctx, mask, max_len: int) -> tuple[torch.Tensor
     return torch.stack(words, 1), logits
 
 
-def test_decode_drops_finished_rows_and_looks_up_the_input_gates():
-    """Greedy decoding with finished rows dropped and the table of input gates writes what the plain loop
-    writes, and the table step's logits equal ``step``'s."""
+@pytest.mark.parametrize("vocab", [30, 700])  # 700 > 24 x 24 rows: no table, ``step`` with rows dropped
+def test_decode_drops_finished_rows_and_looks_up_the_input_gates(vocab):
+    """Greedy decoding with finished rows dropped (and the table of input gates, for a small vocabulary) writes
+    what the plain loop writes, and the table step's logits equal ``step``'s."""
     torch.manual_seed(0)
-    s = Speaker(SpeakerConfig(vocab_size=30, feature_dim=D)).eval()
+    s = Speaker(SpeakerConfig(vocab_size=vocab, feature_dim=D)).eval()
     torch.manual_seed(3)
     n = 24
     act, img = torch.randn(n, 3, D + 128), torch.randn(n, 3, 36, D + 128)
