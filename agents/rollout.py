@@ -468,14 +468,19 @@ def train_speaker_iteration(speaker: Speaker, optimizers: dict[str, torch.optim.
 
 
 @torch.no_grad()
-def evaluate_follower(follower: Follower, env: Any, details: bool = False) -> list[dict]:
+def evaluate_follower(follower: Follower, env: Any, details: bool = False,
+                      speaker: Speaker | None = None) -> list[dict]:
     """Greedy rollouts over every episode of the env's split once: results entries {instr_id, trajectory}.
 
     With ``details`` each entry also carries what a replay shows (the extended results format of
     :mod:`eval.replay`): ``instruction_tokens`` and one ``decisions`` record per decision, with ``at`` (the
     trajectory entry where it was taken), ``attention`` (over the tokens), ``stop`` and ``candidates``
     (each action's probability) and ``action`` (0 = STOP, k = candidate k).
+
+    With ``speaker`` the follower acts on the speaker's greedy instructions for each path instead of the
+    human ones: how well what the speaker writes (back-translation's training data) can be followed.
     """
+    assert not (details and speaker), "details record the human instructions' tokens: not with a speaker"
     was_training = follower.training
     follower.eval()
     results: dict[str, dict] = {}
@@ -483,7 +488,11 @@ def evaluate_follower(follower: Follower, env: Any, details: bool = False) -> li
     for options in env.iter_batches():
         obs, info = env.reset(options=options)
         decisions: list[list[dict]] | None = [[] for _ in range(env.num_envs)] if details else None
-        follower_rollout(follower, env, obs, info, "argmax", decisions=decisions)
+        instructions = None
+        if speaker is not None:
+            instructions = speaker_instructions(speaker, env, obs, info, None)
+            obs, info = env.reset(options=options)  # the speaker walked the paths: start the same batch again
+        follower_rollout(follower, env, obs, info, "argmax", decisions=decisions, instructions=instructions)
         for slot, entry in enumerate(env.results()):
             if entry["instr_id"] in results:  # the last batch is padded with repeats
                 continue

@@ -10,7 +10,8 @@ same learning rate (``--bt-lr``) and fresh optimisers:
 
 ``--arms`` adds two controls that tell the speaker's part from the extra pass's: the augmented pass on the
 training paths with the speaker's instructions (``bt-train-speaker``) or with their human ones
-(``bt-train-human``), environmental dropout and weights as back-translation.
+(``bt-train-human``), environmental dropout and weights as back-translation. The table ends with how well the
+stage-1 follower follows the speaker's instructions on the validation paths, against the human ones.
 
     python experiments/backtranslation.py --seeds 0 1 2 --out runs/backtranslation [--shared-stage1]
 
@@ -51,6 +52,30 @@ def val_unseen(run: Path, which: str) -> dict[str, float]:
     record = scores["best"]["follower"]["scores"] if which == "best" else scores["history"][-1]
     unseen = {m: float(record[f"val_unseen/{m}"]) for m in METRICS}
     return unseen | {"seen_success": float(record["val_seen/success"])}
+
+
+def executability(follower_path: Path, speaker_path: Path, data: Path) -> dict[str, dict[str, float]]:
+    """SR of a follower on each validation split's paths with their human instructions and with the speaker's:
+    how well the instructions back-translation trains on can be followed."""
+    from agents.evaluate import load_follower, read_checkpoint
+    from agents.rollout import evaluate_follower
+    from agents.speaker import Speaker, SpeakerConfig
+    from envs.checkpoint import load_checkpoint, load_model
+    from envs.gym.vector_env import VLNVectorEnv
+    from eval.score import score_episode_results
+
+    table: dict[str, dict[str, float]] = {"human instructions": {}, "speaker's instructions": {}}
+    for split in ("val_seen", "val_unseen"):
+        env = VLNVectorEnv(data, split, num_envs=64, shuffle=False, metrics_in_info=False)
+        follower = load_follower(read_checkpoint(follower_path, "cpu"), follower_path, env.vocab.words,
+                                 env.feature_dim, "cpu")
+        state = load_checkpoint(speaker_path, kind="speaker")
+        speaker = Speaker(SpeakerConfig(**state["config"]))
+        load_model(speaker, state, speaker_path, list(env.vocab.words))
+        for row, source in (("human instructions", None), ("speaker's instructions", speaker)):
+            results = evaluate_follower(follower, env, speaker=source)
+            table[row][split] = score_episode_results("r2r", env.episodes, env.graphs, results).summary["success"]
+    return table
 
 
 def stage1_seed(seed: int, args: argparse.Namespace) -> int:
@@ -139,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
                      for arm, delta in deltas.items()]
     lines += [f"speaker val_unseen BLEU (the instructions back-translation trains on): "
               f"{', '.join(f'{b:.3f}' for b in bleu)}"]
+    first = args.out / f"seed{args.seeds[0]}"
+    followed = executability(first / "follower" / "follower_best.pt", first / "speaker" / "speaker_best.pt", data)
+    lines += ["", f"the stage-1 follower (seed {args.seeds[0]}) on the validation paths, SR in %", "",
+              "| instructions | val_seen | val_unseen |", "| --- | --- | --- |"]
+    lines += [f"| {row} | {100 * v['val_seen']:.1f} | {100 * v['val_unseen']:.1f} |" for row, v in followed.items()]
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -335,6 +335,28 @@ def test_backtranslation_controls_play_training_paths(source, monkeypatch):
         assert len(spoken) == 2 and all(i is s for (i, _), s in zip(aug, spoken))
 
 
+def test_evaluating_on_the_speakers_instructions_replays_each_batch_from_its_start(monkeypatch):
+    """evaluate_follower(speaker=...) lets the speaker walk each batch's paths, then plays the same batch from
+    its start on what the speaker wrote: a speaker that writes the human words gives the human results."""
+    import agents.rollout as rollout
+
+    torch.manual_seed(0)
+    env = FakeVLNEnv()
+    follower = small_follower(env)
+    human = evaluate_follower(follower, env)
+    written = []
+
+    def echo(speaker, env, obs, info, env_mask, max_len=120):  # walks the paths as the speaker does
+        words = torch.from_numpy(np.array(obs["instruction"]))
+        teacher_path_features(env, obs, info)
+        written.append(words)
+        return words
+
+    monkeypatch.setattr(rollout, "speaker_instructions", echo)
+    spoken = evaluate_follower(follower, env, speaker=object())
+    assert len(written) == len(list(env.iter_batches())) and spoken == human
+
+
 @pytest.mark.parametrize("per_env", [False, True])
 def test_env_dropped_rollout_with_heading_observations(per_env):
     torch.manual_seed(0)
