@@ -480,7 +480,7 @@ def evaluate_follower(follower: Follower, env: Any, details: bool = False,
     With ``speaker`` the follower acts on the speaker's greedy instructions for each path instead of the
     human ones: how well what the speaker writes (back-translation's training data) can be followed.
     """
-    assert not (details and speaker), "details record the human instructions' tokens: not with a speaker"
+    assert not (details and speaker is not None), "details record the human instructions' tokens: not with a speaker"
     was_training = follower.training
     follower.eval()
     results: dict[str, dict] = {}
