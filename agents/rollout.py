@@ -99,6 +99,9 @@ class IterationConfig:
     max_decode: int = 120  # speaker words per generated instruction
     aug_source: str = "sampled"  # augmented pass: "sampled" paths + speaker, or "train-speaker" / "train-human"
 
+    def __post_init__(self) -> None:
+        assert self.aug_source in ("sampled", "train-speaker", "train-human"), f"unknown aug_source {self.aug_source!r}"
+
 
 def _tensor(array: Any, device: torch.device) -> torch.Tensor:
     # Always copy: the env may reuse its observation buffers, and autograd keeps some inputs for backward.
@@ -438,7 +441,6 @@ def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.op
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
     stats = _follower_pass(follower, env, cfg.il_weight, cfg, prefix="real/", random=random)
-    assert cfg.aug_source in ("sampled", "train-speaker", "train-human"), f"unknown aug_source {cfg.aug_source!r}"
     stats.update(_follower_pass(follower, env, cfg.aug_il_weight, cfg,
                                 speaker=None if cfg.aug_source == "train-human" else speaker,
                                 sampler=aug_sampler if cfg.aug_source == "sampled" else None,

@@ -64,14 +64,15 @@ def executability(follower_path: Path, speaker_path: Path, data: Path) -> dict[s
     from envs.gym.vector_env import VLNVectorEnv
     from eval.score import score_episode_results
 
+    envs = {split: VLNVectorEnv(data, split, num_envs=64, shuffle=False, metrics_in_info=False)
+            for split in ("val_seen", "val_unseen")}
+    vocab, dim = envs["val_seen"].vocab.words, envs["val_seen"].feature_dim  # one vocabulary for every split
+    follower = load_follower(read_checkpoint(follower_path, "cpu"), follower_path, vocab, dim, "cpu")
+    state = load_checkpoint(speaker_path, kind="speaker")
+    speaker = Speaker(SpeakerConfig(**state["config"]))
+    load_model(speaker, state, speaker_path, list(vocab))
     table: dict[str, dict[str, float]] = {"human instructions": {}, "speaker's instructions": {}}
-    for split in ("val_seen", "val_unseen"):
-        env = VLNVectorEnv(data, split, num_envs=64, shuffle=False, metrics_in_info=False)
-        follower = load_follower(read_checkpoint(follower_path, "cpu"), follower_path, env.vocab.words,
-                                 env.feature_dim, "cpu")
-        state = load_checkpoint(speaker_path, kind="speaker")
-        speaker = Speaker(SpeakerConfig(**state["config"]))
-        load_model(speaker, state, speaker_path, list(env.vocab.words))
+    for split, env in envs.items():
         for row, source in (("human instructions", None), ("speaker's instructions", speaker)):
             results = evaluate_follower(follower, env, speaker=source)
             table[row][split] = score_episode_results("r2r", env.episodes, env.graphs, results).summary["success"]
@@ -114,6 +115,19 @@ def one_seed(seed: int, data: Path, args: argparse.Namespace) -> dict[str, dict]
     return table
 
 
+def seed_table(title: str, table: dict[int, dict[str, dict]], key: str, cell) -> list[str]:
+    """Markdown lines: ``title``, then one row per follower of ``table`` (seed -> row -> scores), a ``cell(scores)``
+    per seed and the mean ± sd of ``key`` (in %) over the seeds."""
+    lines = [title, "", "| follower | " + " | ".join(f"seed {s}" for s in table) + " | mean ± sd |",
+             "| --- |" + " --- |" * (len(table) + 1)]
+    for row in next(iter(table.values())):
+        values = np.array([100 * table[s][row][key] for s in table])
+        spread = values.std(ddof=1) if len(values) > 1 else 0.0
+        lines.append(f"| {row} | " + " | ".join(cell(table[s][row]) for s in table)
+                     + f" | {values.mean():.1f} ± {spread:.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
@@ -138,23 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     data = default_world_dir()
     table = {seed: one_seed(seed, data, args) for seed in args.seeds}
     write_json(args.out / "table.json", {str(k): v for k, v in table.items()}, indent=2)
-    rows = list(next(iter(table.values())))
-    lines = [f"R2R val_unseen on the built-in world: SR / SPL in % (speaker {args.speaker_iters}, follower "
+    title = (f"R2R val_unseen on the built-in world: SR / SPL in % (speaker {args.speaker_iters}, follower "
              f"{args.iters}, then {args.more} updates per arm at lr {args.bt_lr:g}, batch {args.batch_size}"
-             f"{f'; stage 1 of seed {args.seeds[0]} shared by every seed' if args.shared_stage1 else ''})", "",
-             "| follower | " + " | ".join(f"seed {s}" for s in table) + " | mean ± sd |",
-             "| --- |" + " --- |" * (len(table) + 1)]
-    for row in rows:
-        cells = [f"{100 * table[s][row]['success']:.1f} / {100 * table[s][row]['spl']:.1f}" for s in table]
-        sr = np.array([100 * table[s][row]["success"] for s in table])
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {sr.mean():.1f} ± {sr.std(ddof=1) if len(sr) > 1 else 0:.1f} |")
-    lines += ["", "val_seen SR in % (the training houses)", "",
-              "| follower | " + " | ".join(f"seed {s}" for s in table) + " | mean ± sd |",
-              "| --- |" + " --- |" * (len(table) + 1)]
-    for row in rows:
-        seen = np.array([100 * table[s][row]["seen_success"] for s in table])
-        lines.append(f"| {row} | " + " | ".join(f"{v:.1f}" for v in seen)
-                     + f" | {seen.mean():.1f} ± {seen.std(ddof=1) if len(seen) > 1 else 0:.1f} |")
+             f"{f'; stage 1 of seed {args.seeds[0]} shared by every seed' if args.shared_stage1 else ''})")
+    lines = seed_table(title, table, "success", lambda r: f"{100 * r['success']:.1f} / {100 * r['spl']:.1f}")
+    lines += [""] + seed_table("val_seen SR in % (the training houses)", table, "seen_success",
+                               lambda r: f"{100 * r['seen_success']:.1f}")
     deltas = {arm: np.array([100 * (table[s][f"{arm}, last"]["success"] - table[s]["plain, last"]["success"])
                              for s in table]) for arm in args.arms if arm != "plain" and "plain" in args.arms}
     bleu = [json.loads((args.out / f"seed{stage1_seed(s, args)}" / "speaker" / "scores.json").read_text())
