@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from agents.envdrop import FastDropout, drop_image_features
 from agents.masked_lstm import masked_bilstm
+from agents.optim import RMSprop
 
 
 @dataclass
@@ -178,9 +179,10 @@ class Follower(nn.Module):
         return logits.masked_fill(~action_mask, float("-inf"))
 
 
-def make_follower_optimizers(follower: Follower, lr: float = 1e-4) -> dict[str, torch.optim.Optimizer]:
-    """EnvDrop's three RMSprop optimisers (encoder, decoder, critic)."""
-    return {name: torch.optim.RMSprop(getattr(follower, name).parameters(), lr=lr)
+def make_follower_optimizers(follower: Follower, lr: float = 1e-4) -> dict[str, RMSprop]:
+    """EnvDrop's three RMSprop optimisers (encoder, decoder, critic): :mod:`agents.optim`'s, which do torch's
+    arithmetic without importing torch._dynamo."""
+    return {name: RMSprop(getattr(follower, name).parameters(), lr=lr)
             for name in ("encoder", "decoder", "critic")}
 
 

@@ -33,6 +33,7 @@ from agents import distributed
 from agents.bleu import corpus_bleu
 from agents.envdrop import apply_image_mask, draw_env_mask
 from agents.follower import Follower, angle_feature
+from agents.optim import Optimizer
 from agents.speaker import Speaker, as_follower_instructions
 
 
@@ -404,7 +405,7 @@ def _follower_pass(follower: Follower, env: Any, il_weight: float, cfg: Iteratio
     return stats
 
 
-def _step_optimizers(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+def _step_optimizers(modules: dict[str, torch.nn.Module], optimizers: dict[str, Optimizer],
                      clip: float, clipped: tuple[str, ...]) -> dict[str, float]:
     distributed.average_gradients(*modules.values())  # under torchrun: every rank gets the batch's gradient
     norms = {f"grad_norm/{n}": float(torch.nn.utils.clip_grad_norm_(modules[n].parameters(), clip))
@@ -414,7 +415,7 @@ def _step_optimizers(modules: dict[str, torch.nn.Module], optimizers: dict[str, 
     return norms
 
 
-def train_follower_iteration(follower: Follower, optimizers: dict[str, torch.optim.Optimizer], env: Any,
+def train_follower_iteration(follower: Follower, optimizers: dict[str, Optimizer], env: Any,
                              cfg: IterationConfig = IterationConfig(),
                              random: RolloutRandom | None = None) -> dict[str, float]:
     """One EnvDrop follower update: IL rollout + A2C rollout on two batches, one optimiser step."""
@@ -427,7 +428,7 @@ def train_follower_iteration(follower: Follower, optimizers: dict[str, torch.opt
     return stats
 
 
-def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.optim.Optimizer],
+def backtranslation_iteration(follower: Follower, optimizers: dict[str, Optimizer],
                               speaker: Speaker, env: Any, aug_sampler: Any,
                               cfg: IterationConfig = IterationConfig(),
                               random: RolloutRandom | None = None) -> dict[str, float]:
@@ -450,7 +451,7 @@ def backtranslation_iteration(follower: Follower, optimizers: dict[str, torch.op
     return stats
 
 
-def train_speaker_iteration(speaker: Speaker, optimizers: dict[str, torch.optim.Optimizer], env: Any,
+def train_speaker_iteration(speaker: Speaker, optimizers: dict[str, Optimizer], env: Any,
                             grad_clip: float = 40.0) -> dict[str, float]:
     """One speaker update: teacher-forced cross-entropy on a fresh batch's teacher paths."""
     speaker.train()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from agents.envdrop import FastDropout, drop_image_features
 from agents.follower import SoftDotAttention
 from agents.masked_lstm import LengthGroups, masked_bilstm
+from agents.optim import Adam
 
 
 @dataclass
@@ -204,9 +205,9 @@ class Speaker(nn.Module):
         return out[:, :steps]
 
 
-def make_speaker_optimizers(speaker: Speaker, lr: float = 1e-4) -> dict[str, torch.optim.Optimizer]:
-    """EnvDrop's speaker optimisers: Adam on the encoder and on the decoder."""
-    return {name: torch.optim.Adam(getattr(speaker, name).parameters(), lr=lr) for name in ("encoder", "decoder")}
+def make_speaker_optimizers(speaker: Speaker, lr: float = 1e-4) -> dict[str, Adam]:
+    """EnvDrop's speaker optimisers: Adam on the encoder and on the decoder (:mod:`agents.optim`'s)."""
+    return {name: Adam(getattr(speaker, name).parameters(), lr=lr) for name in ("encoder", "decoder")}
 
 
 def as_follower_instructions(words: torch.Tensor, bos_id: int, eos_id: int, pad_id: int = 0) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 
 from agents.follower import (Follower, FollowerConfig, angle_feature, load_envdrop_follower,
                              make_follower_optimizers)
+from agents.optim import RMSprop
 
 B, L, K, D = 3, 7, 5, 24
 
@@ -114,7 +115,7 @@ def test_optimizers_and_envdrop_snapshot_round_trip():
     f = make()
     opts = make_follower_optimizers(f)
     assert set(opts) == {"encoder", "decoder", "critic"}
-    assert all(isinstance(o, torch.optim.RMSprop) for o in opts.values())
+    assert all(isinstance(o, RMSprop) for o in opts.values())
     snapshot = {name: {"state_dict": getattr(f, name).state_dict()} for name in ("encoder", "decoder", "critic")}
     snapshot["decoder"]["state_dict"]["candidate_att_layer.linear_out.weight"] = torch.zeros(1)  # unused there
     g = make(dropout=0.1)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from agents.bleu import corpus_bleu
+from agents.optim import Adam
 from agents.speaker import Speaker, SpeakerConfig, as_follower_instructions, make_speaker_optimizers
 
 PAD, UNK, EOS, BOS = 0, 1, 2, 3
@@ -55,7 +56,7 @@ def test_speaker_overfits_a_handful_of_instructions():
     instr = torch.tensor([[BOS, 4, 5, 6, EOS, PAD], [BOS, 7, 8, EOS, PAD, PAD],
                           [BOS, 9, 10, 11, 4, EOS], [BOS, 5, EOS, PAD, PAD, PAD]])
     opts = make_speaker_optimizers(s, lr=1e-2)
-    assert all(isinstance(o, torch.optim.Adam) for o in opts.values())
+    assert all(isinstance(o, Adam) for o in opts.values())
     for _ in range(60):  # about 20 steps suffice
         loss = s.loss(instr, *s.encode(act, img, lengths))
         if loss.item() < 0.05:
