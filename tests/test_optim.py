@@ -84,7 +84,7 @@ def test_states_it_cannot_continue_are_refused():
 
 @pytest.mark.slow
 def test_a_training_run_does_not_import_dynamo(tiny_world, tmp_path):
-    """The point of the module: torch.optim imports torch._dynamo (about 200 MB resident); a whole
+    """The point of the module: torch.optim imports torch._dynamo (110-200 MB resident); a whole
     back-translation run (speaker, follower, evaluation, TensorBoard, checkpoints) must not."""
     script = ("import sys; from agents import train; "
               f"code = train.main(['r2r', '--data-dir', {str(tiny_world)!r}, '--out', {str(tmp_path / 'run')!r}, "
