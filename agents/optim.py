@@ -5,8 +5,8 @@ libraries: 110-200 MB of resident memory that a training run never uses (``bench
 follower on the real R2R set-up peaked at 2,206 MB with ``torch.optim``, 2,041-2,099 MB without it). These
 classes do what ``torch.optim.RMSprop`` and ``torch.optim.Adam`` do with the hyper-parameters EnvDrop uses
 (no momentum, no weight decay, not centred, no AMSGrad): the same arithmetic, op for op, as torch's
-single-tensor path (the one it takes on a CPU). Their state dicts have torch's format, so a checkpoint moves between the two
-either way; loading one whose other hyper-parameters these classes do not apply is an error.
+single-tensor path (the one it takes on a CPU). Their state dicts have torch's format, so a checkpoint moves
+between the two either way; loading one whose other hyper-parameters these classes do not apply is an error.
 """
 
 from __future__ import annotations
