@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 StateDict = dict[str, Any]
+IMPLEMENTATION = {"capturable", "foreach", "differentiable", "fused"}  # how torch computes, not what: not checked
 
 
 class Optimizer:
@@ -65,7 +66,8 @@ class Optimizer:
         if len(groups) != 1 or len(groups[0]["params"]) != len(params):
             raise ValueError(f"optimiser state has {[len(g['params']) for g in groups]} parameters per group, "
                              f"this optimiser one group of {len(params)}")
-        unsupported = {k: groups[0][k] for k, v in self.fixed.items() if k in groups[0] and groups[0][k] != v}
+        unsupported = {k: groups[0][k] for k, v in self.fixed.items()
+                       if k in groups[0] and groups[0][k] != v and k not in IMPLEMENTATION}
         if unsupported:
             raise ValueError(f"optimiser state sets {unsupported}, which {type(self).__name__} does not apply")
         state = {}

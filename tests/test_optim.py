@@ -71,6 +71,8 @@ def test_states_it_cannot_continue_are_refused():
     with_momentum = torch.optim.RMSprop(m.parameters(), lr=1e-3, momentum=0.9).state_dict()
     with pytest.raises(ValueError, match="momentum"):
         RMSprop(m.parameters()).load_state_dict(with_momentum)
+    foreach = torch.optim.RMSprop(m.parameters(), foreach=True).state_dict()  # how torch computes, not what
+    RMSprop(m.parameters()).load_state_dict(foreach)
     fewer = RMSprop(list(m.parameters())[:2]).state_dict()
     with pytest.raises(ValueError, match="one group of 5"):
         RMSprop(m.parameters()).load_state_dict(fewer)
