@@ -87,7 +87,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[list[dict], dict | None]:
         languages = ["en"]
     data_dir = resolve_data_dir(cfg.data_dir)
     env = VLNVectorEnv(data_dir, cfg.split, features=cfg.features, task=task, num_envs=cfg.batch_size,
-                       shuffle=False, languages=languages, metrics_in_info=False, joint=bool(state.get("joint")))
+                       shuffle=False, languages=languages, metrics_in_info=False, joint=bool(state.get("joint")),
+                       observation_mode="indices")  # the follower gathers the features on its device
     follower = load_follower(state, cfg.checkpoint, env.vocab.words, env.feature_dim, cfg.device)
     results = evaluate_follower(follower, env, details=cfg.details)
     if any(len(ep.path) < 2 for ep in env.episodes):  # a test split: no goals to score against

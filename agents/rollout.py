@@ -1,8 +1,10 @@
 """Rollouts of the EnvDrop agents on the batched VLN env, their losses, and one-call training iterations.
 
 The env (``envs.gym.vector_env.VLNVectorEnv``) hands out numpy observations: ``instruction`` (B, L),
-``view_features`` (B, 36, D+128), ``candidate_features`` (B, K, D+128), ``action_mask`` (B, K+1) with STOP at
-action 0; ``info["teacher_action"]`` is the next step on the shortest path to the goal. A finished slot stays
+``action_mask`` (B, K+1) with STOP at action 0, and the views (B, 36, D+128) and candidates (B, K, D+128), either
+as arrays (``features`` mode) or as indices that :func:`agents.observe.observe` gathers on the agent's device
+(``indices`` mode, what ``agents.train`` uses); ``info["teacher_action"]`` is the next step on the shortest path
+to the goal. A finished slot stays
 finished until the next reset, so a rollout runs until every slot has stopped or been truncated at the env's
 step limit.
 
@@ -33,6 +35,7 @@ from agents import distributed
 from agents.bleu import corpus_bleu
 from agents.envdrop import apply_image_mask, draw_env_mask
 from agents.follower import Follower, angle_feature
+from agents.observe import observe, rows, to_device, upload
 from agents.optim import Optimizer
 from agents.speaker import Speaker, as_follower_instructions
 
@@ -80,7 +83,7 @@ def sample_actions(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF sampling: for each row of ``probs`` (A, K), the first action whose cumulative probability
     exceeds that row's ``uniform`` number (A,)."""
     cumulative = probs.cumsum(dim=1)
-    chosen = (cumulative < uniform.to(probs.device).unsqueeze(1) * cumulative[:, -1:]).sum(dim=1)
+    chosen = (cumulative < to_device(uniform, probs.device).unsqueeze(1) * cumulative[:, -1:]).sum(dim=1)
     return chosen.clamp(max=probs.shape[1] - 1)
 
 
@@ -104,11 +107,6 @@ class IterationConfig:
         assert self.aug_source in ("sampled", "train-speaker", "train-human"), f"unknown aug_source {self.aug_source!r}"
 
 
-def _tensor(array: Any, device: torch.device) -> torch.Tensor:
-    # Always copy: the env may reuse its observation buffers, and autograd keeps some inputs for backward.
-    return torch.from_numpy(np.asarray(array)).to(device, copy=True)
-
-
 def _device(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
@@ -127,11 +125,6 @@ def _id_to_word(vocab: Any) -> list[str]:
     return [w for w, _ in sorted(vocab.word_to_index.items(), key=lambda kv: kv[1])]
 
 
-def _rows(array: Any, idx: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Rows ``idx`` of an observation array as a tensor (fancy indexing copies, so env buffers may be reused)."""
-    return torch.from_numpy(np.asarray(array)[idx]).to(device)
-
-
 def _action_angle(obs: dict, angle_dim: int, device: torch.device, idx: np.ndarray,
                   cands: torch.Tensor | None = None, actions: torch.Tensor | None = None,
                   previous: torch.Tensor | None = None) -> torch.Tensor:
@@ -142,7 +135,7 @@ def _action_angle(obs: dict, angle_dim: int, device: torch.device, idx: np.ndarr
     (relative to the heading before the move), starting from the zero angle.
     """
     if "heading" in obs and "elevation" in obs:
-        return angle_feature(_rows(obs["heading"], idx, device), _rows(obs["elevation"], idx, device), angle_dim)
+        return angle_feature(rows(obs["heading"], idx, device), rows(obs["elevation"], idx, device), angle_dim)
     if cands is None:
         zero = torch.zeros(len(idx), device=device)
         return angle_feature(zero, zero, angle_dim)
@@ -204,7 +197,7 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
     assert feedback in ("teacher", "sample", "argmax"), f"unknown feedback {feedback!r}"
     assert not train_rl or feedback == "sample", "A2C needs sampled actions (feedback='sample')"
     device, D, A = _device(follower), follower.cfg.feature_dim, follower.cfg.angle_dim
-    instr = instructions if instructions is not None else _tensor(obs["instruction"], device)
+    instr = instructions if instructions is not None else upload(obs["instruction"], device)
     ctx, ctx_mask, h_tilde, c = follower.encoder(instr)
     B = instr.shape[0]
     mask_rows = env_mask
@@ -213,23 +206,23 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
     prev_angle = _action_angle(obs, A, device, alive)
     il_sum = torch.zeros((), device=device)
     bootstrap = torch.zeros(B, device=device)
-    hs, log_probs, entropies, rewards, rows = [], [], [], [], []
+    hs, log_probs, entropies, rewards, step_slots = [], [], [], [], []
     steps = 0
 
-    def features(o: dict, idx: np.ndarray, idx_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        views, cands = _rows(o["view_features"], idx, device), _rows(o["candidate_features"], idx, device)
+    def features(o: dict, idx: np.ndarray, idx_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        views, cands, action_mask = observe(env, o, idx, device)
         if mask_rows is not None:
             m = mask_rows if mask_rows.shape[0] == 1 else mask_rows[idx_t]
             views, cands = apply_image_mask(views, m, D), apply_image_mask(cands, m, D)
-        return views, cands
+        return views, cands, action_mask
 
     while len(alive):
-        views, cands = features(obs, alive, alive_t)
+        views, cands, action_mask = features(obs, alive, alive_t)
         h, c, h_tilde, cand_logits, *words = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
                                                               drop_features=env_mask is None,
                                                               return_attention=decisions is not None)
-        logits = follower.action_logits(cand_logits, _rows(obs["action_mask"], alive, device))  # (A, K+1)
-        teacher = _rows(info["teacher_action"], alive, device).long()
+        logits = follower.action_logits(cand_logits, action_mask)  # (A, K+1)
+        teacher = rows(info["teacher_action"], alive, device).long()
         if il_weight is not None:
             il_sum = il_sum + F.cross_entropy(logits, teacher, reduction="sum")
         if feedback == "teacher":
@@ -244,27 +237,28 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
             log_probs.append(log_p.gather(1, actions.unsqueeze(1)).squeeze(1))
             entropies.append(-(probs * log_p.masked_fill(torch.isinf(log_p), 0.0)).sum(1))
         full = np.zeros(B, dtype=np.int64)
-        full[alive] = actions.cpu().numpy()
+        # the one wait for the device per step: the env needs the chosen actions (the teacher's are known here)
+        full[alive] = np.asarray(info["teacher_action"])[alive] if feedback == "teacher" else actions.cpu().numpy()
         if decisions is not None:
             _record_decisions(decisions, env, alive, words[0], instr[alive.tolist()], logits, full)
         obs, reward, terminated, truncated, info = env.step(full)
         steps += 1
         if train_rl:
             hs.append(h)
-            rewards.append(torch.as_tensor(np.asarray(reward)[alive], dtype=torch.float32, device=device))
-            rows.append(alive_t)
+            rewards.append(rows(reward, alive, device).float())
+            step_slots.append(alive_t)
         done = (np.asarray(terminated) | np.asarray(truncated))[alive]
         cut = (np.asarray(truncated) & ~np.asarray(terminated))[alive]
         new_angle = _action_angle(obs, A, device, alive, cands, actions, prev_angle)
         if train_rl and cut.any():  # the step limit cut these episodes: bootstrap R with V(final state)
-            k = torch.from_numpy(np.flatnonzero(cut)).to(device)
-            v_views, v_cands = features(obs, alive[cut], alive_t[k])
+            k = upload(np.flatnonzero(cut), device)
+            v_views, v_cands, _ = features(obs, alive[cut], alive_t[k])
             h_last, *_ = follower.decoder(new_angle[k], v_views, v_cands, h_tilde[k], c[k], ctx[k],
                                           ctx_mask[k], drop_features=env_mask is None)
             bootstrap = bootstrap.index_put((alive_t[k],), follower.critic(h_last).detach())
         keep = np.flatnonzero(~done)
         if len(keep) < len(alive):
-            k = torch.from_numpy(keep).to(device)
+            k = upload(keep, device)
             alive, alive_t = alive[keep], alive_t[k]
             h_tilde, c, ctx, ctx_mask, new_angle = h_tilde[k], c[k], ctx[k], ctx_mask[k], new_angle[k]
         prev_angle = new_angle
@@ -282,11 +276,11 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
 
         def spread(values: list[torch.Tensor]) -> torch.Tensor:  # compact per-step rows -> (T, B), 0 elsewhere
             out = torch.zeros(T, B, device=device)
-            return torch.stack([out[t].index_put((rows[t],), v) for t, v in enumerate(values)])
+            return torch.stack([out[t].index_put((step_slots[t],), v) for t, v in enumerate(values)])
 
         R = discounted_returns(spread(rewards), bootstrap, cfg.gamma)  # (T, B)
-        values = spread(list(follower.critic(torch.cat(hs)).split([len(r) for r in rows])))
-        M = spread([torch.ones(len(r), device=device) for r in rows])
+        values = spread(list(follower.critic(torch.cat(hs)).split([len(r) for r in step_slots])))
+        M = spread([torch.ones(len(r), device=device) for r in step_slots])
         rl, rl_stats = a2c_loss(spread(log_probs), spread(entropies), values, R, M,
                                 cfg.entropy_weight, cfg.critic_weight, total=distributed.share(M.sum()))
         loss = rl if loss is None else loss + rl
@@ -324,20 +318,22 @@ def teacher_path_features(env: Any, obs: dict, info: dict, device: torch.device 
     """
     device = torch.device(device)
     B = obs["action_mask"].shape[0]
-    active = torch.ones(B, dtype=torch.bool, device=device)
-    lengths = torch.zeros(B, dtype=torch.long, device=device)
+    slots = np.arange(B)
+    active = np.ones(B, dtype=bool)  # on the host, as the env's answers: the walk never waits for the device
+    lengths = np.zeros(B, dtype=np.int64)
     imgs, acts = [], []
-    rows = torch.arange(B, device=device)
-    while bool(active.any()):
-        views, cands = _tensor(obs["view_features"], device), _tensor(obs["candidate_features"], device)
-        teacher = torch.where(active, _tensor(info["teacher_action"], device).long(), 0)
-        taken = cands[rows, (teacher - 1).clamp(min=0)] * (teacher > 0).unsqueeze(1)  # (B, F)
+    every = torch.arange(B, device=device)
+    while active.any():
+        views, cands, _ = observe(env, obs, slots, device)
+        teacher_np = np.where(active, info["teacher_action"], 0)
+        teacher = upload(teacher_np, device)
+        taken = cands[every, (teacher - 1).clamp(min=0)] * (teacher > 0).unsqueeze(1)  # (B, F)
         imgs.append(views)
         acts.append(taken)
-        lengths += active.long()
-        obs, _, terminated, truncated, info = env.step(teacher.cpu().numpy())
-        active &= ~(_tensor(terminated, device).bool() | _tensor(truncated, device).bool())
-    return torch.stack(imgs, 1), torch.stack(acts, 1), lengths
+        lengths += active
+        obs, _, terminated, truncated, info = env.step(teacher_np)
+        active &= ~(np.asarray(terminated) | np.asarray(truncated))
+    return torch.stack(imgs, 1), torch.stack(acts, 1), upload(lengths, device)
 
 
 def _batch_episodes(env: Any, info: dict) -> list:
@@ -457,7 +453,7 @@ def train_speaker_iteration(speaker: Speaker, optimizers: dict[str, Optimizer], 
     speaker.train()
     obs, info = env.reset()
     device = _device(speaker)
-    instr = _tensor(obs["instruction"], device)
+    instr = upload(obs["instruction"], device)
     img, act, lengths = teacher_path_features(env, obs, info, device)
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)

@@ -76,8 +76,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         langs = cfg.language_list() if cfg.task == "rxr" else None
+        # indices mode: the agents gather the features on their device (agents.observe), the env copies none
         common = dict(features=cfg.features, feature_dtype=cfg.feature_dtype, task=cfg.task, max_steps=cfg.max_steps,
-                      languages=langs, metrics_in_info=False, teacher=cfg.teacher, reward=cfg.reward, joint=cfg.joint)
+                      languages=langs, metrics_in_info=False, teacher=cfg.teacher, reward=cfg.reward, joint=cfg.joint,
+                      observation_mode="indices")
         local_batch = cfg.batch_size // self.group.world_size
         self.train_env = VLNVectorEnv(data_dir, "train", num_envs=local_batch, seed=cfg.seed,
                                       shard=self.group.shard(), **common)
