@@ -170,31 +170,46 @@ class Speaker(nn.Module):
 
     @torch.no_grad()
     def decode(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, bos_id: int, eos_id: int,
-               banned: tuple[int, ...] = (), max_len: int = 120, sample: bool = False) -> torch.Tensor:
+               banned: tuple[int, ...] = (), max_len: int = 120, sample: bool = False,
+               compact: bool | None = None) -> torch.Tensor:
         """Write instructions word by word: (B, <= max_len) ids without <BOS>, <EOS> kept, pad after it.
 
-        A row leaves the batch the model computes on once it has written <EOS>, so a step costs in proportion
-        to the instructions still being written. In eval mode, when the vocabulary is small against the batch
-        (R2R's 991 words at batch 64), the word embedding's share of the LSTM gates is one table row per word
-        (embedding x W_ih + both biases, made once per call): each step looks its rows up instead of
-        multiplying, the same numbers up to rounding.
+        With ``compact`` (the default on a CPU) a row leaves the batch the model computes on once it has written
+        <EOS>, so a step costs in proportion to the instructions still being written; that needs the words on
+        the host at every step. Without it (the default on a GPU, where the rows cost nothing extra) every row
+        keeps going, its words after <EOS> are discarded, and the host looks only every 8 words whether all
+        have finished. Greedy decoding writes the same words either way. In eval mode, when the vocabulary is
+        small against the batch (R2R's 991 words at batch 64), the word embedding's share of the LSTM gates is
+        one table row per word (embedding x W_ih + both biases, made once per call): each step looks its rows up
+        instead of multiplying, the same numbers up to rounding.
         """
         B, pad = ctx.shape[0], self.cfg.pad_id
+        compact = ctx.device.type == "cpu" if compact is None else compact
         out = torch.full((B, max_len), pad, dtype=torch.long, device=ctx.device)
         alive = torch.arange(B, device=ctx.device)  # rows still writing; ctx, ctx_mask, word, state hold these
         word = torch.full((B,), bos_id, dtype=torch.long, device=ctx.device)
+        finished = torch.zeros(B, dtype=torch.bool, device=ctx.device)  # without compact: rows past <EOS>
+        written = torch.zeros((), dtype=torch.long, device=ctx.device)  # without compact: steps any row wrote
         state, steps = None, 0
         # the table costs as much as ~vocabulary-size decoded rows: worth it when rows write ~24 words on average
         table = not self.training and self.cfg.vocab_size <= 24 * B
         step = self.decoder.table_step() if table else self.decoder.step
+        banned_ids = torch.tensor(banned, dtype=torch.long, device=ctx.device)  # on the device once, not per word
         for t in range(max_len):
             logits, state = step(word, ctx, ctx_mask, state)  # (A, V)
             if banned:
-                logits[:, list(banned)] = float("-inf")
+                logits.index_fill_(1, banned_ids, float("-inf"))
             word = (torch.multinomial(torch.softmax(logits, -1), 1).squeeze(1) if sample
                     else logits.argmax(-1))
-            out[alive, t] = word
             steps = t + 1
+            if not compact:
+                out[:, t] = word.masked_fill(finished, pad)
+                written += (~finished).any()
+                finished |= word == eos_id
+                if steps % 8 == 0 and bool(finished.all()):
+                    break
+                continue
+            out[alive, t] = word
             going = word != eos_id
             if not bool(going.all()):
                 if not bool(going.any()):
@@ -202,7 +217,7 @@ class Speaker(nn.Module):
                 keep = going.nonzero().squeeze(1)
                 alive, word, ctx, ctx_mask = alive[keep], word[keep], ctx[keep], ctx_mask[keep]
                 state = (state[0][keep], state[1][keep])
-        return out[:, :steps]
+        return out[:, :steps] if compact else out[:, :int(written)]
 
 
 def make_speaker_optimizers(speaker: Speaker, lr: float = 1e-4) -> dict[str, Adam]:

@@ -123,6 +123,15 @@ def test_decode_drops_finished_rows_and_looks_up_the_input_gates(vocab):
         ends = [(row == EOS).nonzero()[0, 0].item() if (row == EOS).any() else None for row in expected]
         assert len({e for e in ends if e is not None}) >= 3 and None in ends, ends  # some never finish
         assert torch.equal(got, expected)
+        # a GPU's way (no rows dropped, the host looks every 8 words) writes the same, trimmed the same; also
+        # when every row finishes (between two looks)
+        assert torch.equal(s.decode(ctx, mask, BOS, EOS, banned=(UNK,), max_len=25, compact=False), expected)
+        done = torch.tensor([e is not None for e in ends])
+        expected_done, _ = _reference_decode(s, ctx[done], mask[done], max_len=25)
+        assert expected_done.shape[1] % 8 and (expected_done[:, -1] == EOS).any()
+        for compact in (True, False):
+            got = s.decode(ctx[done], mask[done], BOS, EOS, banned=(UNK,), max_len=25, compact=compact)
+            assert torch.equal(got, expected_done)
         table_step = s.decoder.table_step()
         first, _ = table_step(torch.full((n,), BOS), ctx, mask)
         first[:, UNK] = float("-inf")
