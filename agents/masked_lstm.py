@@ -22,6 +22,7 @@ quarter of the steps. The rows are independent, so grouping changes nothing but 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +78,9 @@ class LengthGroups:
         if groups < 2 or B < 2 * groups or steps < 16:
             return None
         order = torch.sort(lengths, descending=True, stable=True).indices
-        parts = [(rows, int(lengths[rows[0]])) for rows in order.chunk(groups)]  # a group's longest row is first
+        chunks = order.chunk(groups)
+        spans = lengths[torch.stack([rows[0] for rows in chunks])].tolist()  # a group's longest row is first; one
+        parts = list(zip(chunks, spans))  # transfer from a GPU, not one per group
         if sum(len(rows) * span for rows, span in parts) > (1.0 - saving) * B * steps:
             return None
         back = torch.empty_like(order)
@@ -101,6 +104,10 @@ def _dense(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch
                    getattr(lstm, "weight_hh_l0" + suffix),
                    getattr(lstm, "bias_ih_l0" + suffix), getattr(lstm, "bias_hh_l0" + suffix)]
     zeros = x.new_zeros(2, B, hidden)
-    out, _, c_n = torch.lstm(torch.cat([x, pad], dim=-1), (zeros, zeros), params, True, 1, 0.0, lstm.training,
-                             True, True)
+    with warnings.catch_warnings():
+        # cuDNN packs these weights (two of them widened by the pad channel) into its flat buffer at every call,
+        # and warns that the module's weights are not one chunk: they cannot be, and the copy is small
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+        out, _, c_n = torch.lstm(torch.cat([x, pad], dim=-1), (zeros, zeros), params, True, 1, 0.0, lstm.training,
+                                 True, True)
     return out * valid.unsqueeze(-1).to(out.dtype), c_n
