@@ -24,6 +24,8 @@ import argparse
 import resource
 import sys
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,7 @@ from envs.datadir import shared_data_dir  # noqa: E402
 # EnvDrop's code on the 2-core development machine, minus the time in the stand-in simulator (see above)
 ENVDROP_MS = {"follower": 7655.0 - 2381.0, "speaker": 3213.0 - 1098.0, "back-translation": 21716.0 - 7310.0}
 ENVDROP_PEAK_MB = 2948.0  # its follower, without validation envs
+PAPER_ITERS = {"speaker": 80_000, "follower": 80_000, "back-translation": 100_000}  # CLIP-ViL's run scripts
 
 
 class RandomFeatures:
@@ -74,7 +77,7 @@ def make_env(args: argparse.Namespace):
     else:
         graphs = load_graphs(data / "connectivity")
         options = {"features": RandomFeatures(args.dim, sum(len(g.ids) for g in graphs.values()))}
-    options["feature_dtype"] = args.feature_dtype
+    options.update(feature_dtype=args.feature_dtype, observation_mode=args.observations)
     env = VLNVectorEnv(data, "train", num_envs=args.batch, seed=0, metrics_in_info=False, **options)
     env.validation = [VLNVectorEnv(data, split, num_envs=args.batch, shuffle=False, metrics_in_info=False, **options)
                       for split in ("val_seen", "val_unseen")]
@@ -99,6 +102,22 @@ def timed(step, args: argparse.Namespace) -> list[float]:
     return means
 
 
+def host_waits(step) -> tuple[int, float, dict[str, int]]:
+    """One more iteration, counting how often it makes the host wait for the GPU (torch's sync debug mode warns
+    at each wait), the rollout steps it took (the follower's; 0 for the speaker), and the lines that waited."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            stats = step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    where = Counter(f"{Path(w.filename).parent.name}/{Path(w.filename).name}:{w.lineno}" for w in caught
+                    if "synchroniz" in str(w.message))
+    return sum(where.values()), sum(v for k, v in stats.items() if k.endswith("/steps")), dict(where.most_common())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=64, help="episodes per rollout batch")
@@ -109,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None, help="data directory (default: the real data, else the world)")
     p.add_argument("--feature-dtype", choices=["float32", "float16"], default="float32",
                    help="how the env holds the feature table (agents.train --feature-dtype)")
+    p.add_argument("--observations", choices=["indices", "features"], default="indices",
+                   help="the env's observation mode: indices (agents.train's: the agent gathers the features on "
+                        "its device) or features (the env copies them)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the comparison used 2)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: this process's CPU time, steadier than the wall clock on a busy machine (with --threads 1)")
@@ -124,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     f_opts = make_follower_optimizers(follower)
     speaker = Speaker(SpeakerConfig(vocab_size=len(vocab), feature_dim=env.feature_dim)).to(args.device)
     s_opts = make_speaker_optimizers(speaker)
-    print(f"{where}: batch {args.batch}, {env.feature_dim}-d {args.feature_dtype} features, device {args.device}, "
+    print(f"{where}: batch {args.batch}, {env.feature_dim}-d {args.feature_dtype} features ({args.observations} "
+          f"mode), device {args.device}, "
           f"{torch.get_num_threads()} threads, {args.warmup} + {args.repeats} x {args.iters} iterations", flush=True)
     steps = {
         "follower": lambda: train_follower_iteration(follower, f_opts, env, cfg, random),
@@ -134,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     from envs.gym.vector_env import EpisodeSampler
 
     aug = EpisodeSampler(env.episodes, args.batch, seed=1)  # stands for the sampled paths: same houses, lengths
-    figures = []
+    figures, times = [], {}
     for name in args.only:
         figures.append(record.Figure(f"{name} iteration (batch {args.batch}, {args.threads} threads)", "ms",
                                      timed(steps[name], args), ENVDROP_MS[name],
                                      "R2R-EnvDrop's code, same machine, simulator time left out",
                                      higher_is_better=False,
                                      target="4x EnvDrop's" if name == "follower" else "3x EnvDrop's"))
+        times[name] = figures[-1].median
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         figures.append(record.Figure(f"peak memory after the {name} runs", "MB", [peak], ENVDROP_PEAK_MB,
                                      "R2R-EnvDrop's follower (no validation envs)", higher_is_better=False,
@@ -148,7 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.device.startswith("cuda"):
             figures.append(record.Figure(f"peak CUDA memory after the {name} runs", "MB",
                                          [torch.cuda.max_memory_allocated() / 2**20]))
+            waits, rollout_steps, where = host_waits(steps[name])
+            figures.append(record.Figure(f"{name}: host waits for the GPU per iteration", "waits", [waits],
+                                         notes={"rollout steps": rollout_steps, "lines": where}))
+            print(f"{name}: {waits} waits over {rollout_steps:.0f} rollout steps, most at "
+                  + ", ".join(f"{line} ({n})" for line, n in list(where.items())[:6]), flush=True)
     record.report(figures, args.record)
+    if len(times) == len(PAPER_ITERS):
+        hours = sum(PAPER_ITERS[name] * times[name] for name in PAPER_ITERS) / 3.6e6
+        print(f"the paper's schedule (80k speaker, 80k follower, 100k back-translation iterations) at these "
+              f"medians: {hours:,.1f} hours, validation not counted")
     return 0
 
 
