@@ -6,7 +6,12 @@ losses, untrained models. The validation envs are built too, as ``agents.train``
 memory is a training run's. Each repeat times ``--iters`` iterations after ``--warmup`` ones::
 
     python benchmarks/bench_train.py [--threads 2] [--clock cpu] [--iters 20] [--repeats 3] [--data-dir DATA] [--device cuda]
-                                     [--feature-dtype float16]
+                                     [--feature-dtype float16] [--observations features]
+
+The env runs in ``indices`` mode, as ``agents.train``'s does (the agents gather the features on their device);
+``--observations features`` times the env copying them instead. With ``--device cuda`` it also counts, over one
+more iteration, how often the host waits for the GPU and which lines wait. With all three timed it projects the
+paper's schedule (80k speaker, 80k follower, 100k back-translation iterations) from the medians.
 
 The references are EnvDrop's code (airsplay/R2R-EnvDrop ``r2r_src``, patched only to run on a CPU with
 today's torch, with this toolkit's simulator standing in for MatterSim), timed on the same machine on
