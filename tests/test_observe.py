@@ -91,16 +91,26 @@ def test_training_and_evaluation_are_the_same_in_either_mode(tiny_world):
 def test_device_tables_are_copied_once_per_store_and_device(tiny_world):
     """Off the CPU one copy is kept per feature store: shared by the splits of one source, copied again when
     a split adds rows, dropped with the store. (The meta device stands in for a GPU: it holds no data.)"""
-    meta = torch.device("meta")
-    train = VLNVectorEnv(tiny_world, "train", num_envs=2, observation_mode="indices")
+    from envs.kernel.navgraph import load_graphs
+
+    class Source:  # a feature file's protocol, a bank of its own: room for every panorama, filled as splits load
+        def layout(self):
+            return sum(len(g.ids) for g in load_graphs(tiny_world / "connectivity").values()), 8
+
+        def fill(self, keys, out):
+            out[:] = 1.0
+
+    meta, source = torch.device("meta"), Source()
+    train = VLNVectorEnv(tiny_world, "train", num_envs=2, observation_mode="indices", features=source)
     table, angles = device_tables(train, meta)
     assert table.device.type == "meta" and tuple(table.shape) == train.feature_table.shape
     assert tuple(angles.shape) == (12, 36, 128)
     assert device_tables(train, meta)[0] is table  # held, not copied again
-    val = VLNVectorEnv(tiny_world, "val_unseen", num_envs=2, observation_mode="indices")  # unseen houses: new rows
+    val = VLNVectorEnv(tiny_world, "val_unseen", num_envs=2, observation_mode="indices",
+                       features=source)  # unseen houses: new rows
     grown = device_tables(val, meta)[0]
     assert len(grown) == len(val.feature_table) > len(table)
-    assert device_tables(train, meta)[0] is grown  # the same store: one copy for both splits
+    assert device_tables(train, meta)[0] is grown  # the same store, more rows: one new copy for both splits
 
     class Env:  # a store of its own, which nothing else holds
         feature_table = np.ones((3, 36, 4), dtype=np.float32)
@@ -111,6 +121,6 @@ def test_device_tables_are_copied_once_per_store_and_device(tiny_world):
     del Env
     gc.collect()
     assert len(observe_module._TABLES) == held  # the store is gone, and so is its copy
-    cpu_table, _ = device_tables(VLNVectorEnv(tiny_world, "train", num_envs=2), CPU)
+    cpu_table, _ = device_tables(train, CPU)
     assert len(observe_module._TABLES) == held  # on the CPU the env's own array is used, nothing is held
     assert np.shares_memory(cpu_table.numpy(), train.feature_table)
