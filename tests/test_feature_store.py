@@ -137,7 +137,7 @@ KILL_SCRIPT = textwrap.dedent(
     for i in range(100000):
         key = f"vp{i:06d}"
         if "scan_" + key not in writer:
-            writer.write("scan", key, np.full((36, 64), i, np.float32))
+            writer.write("scan", key, np.full((36, 64), i / 16, np.float32))  # exact, and within FEATURE_LIMIT
             new += 1
             if new == 10:
                 print("started", flush=True)
@@ -172,7 +172,8 @@ def test_hdf5_writer_survives_sigkill(tmp_path):
     with open_features(path) as store:
         assert len(store) == previous and store.attrs["encoder"] == "test"
         table = store.table(store.keys())
-        np.testing.assert_array_equal(table, np.broadcast_to(np.arange(previous, dtype=np.float32)[:, None, None], table.shape))
+        expected = (np.arange(previous) / 16).astype(np.float32)
+        np.testing.assert_array_equal(table, np.broadcast_to(expected[:, None, None], table.shape))
     with pytest.raises(DataError, match="journal: is not a feature-writer journal"):
         journal.write_bytes(b"junk")
         HDF5FeatureWriter(path, 64, {"encoder": "test"})
