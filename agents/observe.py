@@ -7,13 +7,17 @@ from one copy of the env's feature table held there (:func:`device_tables`): on 
 hundred bytes per slot instead of ~100 KB, and on a CPU the features are copied once instead of twice.
 
 On CUDA every host-to-device copy goes through pinned memory without waiting (``non_blocking``), so a
-rollout step waits for the device once, when the env needs the chosen actions.
+rollout step waits for the device once, when the env needs the chosen actions; :func:`host_waits` counts the
+waits of any piece of code, and where they happen.
 """
 
 from __future__ import annotations
 
+import warnings
 import weakref
-from typing import Any
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -84,3 +88,18 @@ def observe(env: Any, obs: dict, idx: np.ndarray, device: torch.device
     views = views.masked_fill_(~mask[:, :1, None], 0.0)
     cands = cands.masked_fill_(~mask[:, 1:, None], 0.0)
     return views, cands, mask
+
+
+def host_waits(run: Callable[[], Any]) -> tuple[Counter, Any]:
+    """Run ``run()`` on CUDA, counting where the host waits for the GPU: ``folder/file.py:line`` -> waits (torch's
+    sync debug mode warns at each wait), and ``run``'s result."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            out = run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return Counter(f"{Path(w.filename).parent.name}/{Path(w.filename).name}:{w.lineno}" for w in caught
+                   if "synchroniz" in str(w.message)), out

@@ -29,8 +29,6 @@ import argparse
 import resource
 import sys
 import time
-import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +38,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import record  # noqa: E402
 from agents.follower import Follower, FollowerConfig, make_follower_optimizers  # noqa: E402
+from agents.observe import host_waits  # noqa: E402
 from agents.rollout import (IterationConfig, RolloutRandom, backtranslation_iteration,  # noqa: E402
                             train_follower_iteration, train_speaker_iteration)
 from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers  # noqa: E402
+from agents.train_config import PAPER_BUDGET  # noqa: E402
 from envs.datadir import shared_data_dir  # noqa: E402
 
 # EnvDrop's code on the 2-core development machine, minus the time in the stand-in simulator (see above)
 ENVDROP_MS = {"follower": 7655.0 - 2381.0, "speaker": 3213.0 - 1098.0, "back-translation": 21716.0 - 7310.0}
 ENVDROP_PEAK_MB = 2948.0  # its follower, without validation envs
-PAPER_ITERS = {"speaker": 80_000, "follower": 80_000, "back-translation": 100_000}  # CLIP-ViL's run scripts
+PAPER_ITERS = {"speaker": PAPER_BUDGET["speaker_iters"], "follower": PAPER_BUDGET["iters"],
+               "back-translation": PAPER_BUDGET["bt_iters"]}  # agents.train's budgets with --data-dir
 
 
 class RandomFeatures:
@@ -107,22 +108,6 @@ def timed(step, args: argparse.Namespace) -> list[float]:
     return means
 
 
-def host_waits(step) -> tuple[int, float, dict[str, int]]:
-    """One more iteration, counting how often it makes the host wait for the GPU (torch's sync debug mode warns
-    at each wait), the rollout steps it took (the follower's; 0 for the speaker), and the lines that waited."""
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            stats = step()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    where = Counter(f"{Path(w.filename).parent.name}/{Path(w.filename).name}:{w.lineno}" for w in caught
-                    if "synchroniz" in str(w.message))
-    return sum(where.values()), sum(v for k, v in stats.items() if k.endswith("/steps")), dict(where.most_common())
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=64, help="episodes per rollout batch")
@@ -177,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.device.startswith("cuda"):
             figures.append(record.Figure(f"peak CUDA memory after the {name} runs", "MB",
                                          [torch.cuda.max_memory_allocated() / 2**20]))
-            waits, rollout_steps, where = host_waits(steps[name])
-            figures.append(record.Figure(f"{name}: host waits for the GPU per iteration", "waits", [waits],
-                                         notes={"rollout steps": rollout_steps, "lines": where}))
-            print(f"{name}: {waits} waits over {rollout_steps:.0f} rollout steps, most at "
-                  + ", ".join(f"{line} ({n})" for line, n in list(where.items())[:6]), flush=True)
+            where, stats = host_waits(steps[name])  # one more iteration; rollout steps: the follower's (speaker 0)
+            rollout_steps = sum(v for k, v in stats.items() if k.endswith("/steps"))
+            figures.append(record.Figure(f"{name}: host waits for the GPU per iteration", "waits", [where.total()],
+                                         notes={"rollout steps": rollout_steps, "lines": dict(where.most_common())}))
+            print(f"{name}: {where.total()} waits over {rollout_steps:.0f} rollout steps, most at "
+                  + ", ".join(f"{line} ({n})" for line, n in where.most_common(6)), flush=True)
     record.report(figures, args.record)
     if len(times) == len(PAPER_ITERS):
         hours = sum(PAPER_ITERS[name] * times[name] for name in PAPER_ITERS) / 3.6e6

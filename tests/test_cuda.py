@@ -5,15 +5,13 @@ These run only where CUDA is available (CI has no GPU; they were run on a lent H
 
 from __future__ import annotations
 
-import warnings
-from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
 from agents.follower import Follower, FollowerConfig, make_follower_optimizers
-from agents.observe import observe
+from agents.observe import host_waits, observe
 from agents.rollout import (RolloutRandom, follower_rollout, teacher_path_features, train_follower_iteration,
                             train_speaker_iteration)
 from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers
@@ -49,10 +47,10 @@ def _models(env: VLNVectorEnv, device: torch.device) -> tuple[Follower, Speaker]
 
 
 def test_training_on_the_gpu_matches_the_cpu(tiny_world):
-    """Without dropout, an imitation rollout gives the CPU's loss and gradients, and two follower iterations (IL
-    and A2C) and a speaker iteration the CPU's losses, to float32 tolerance (cuDNN's TF32 off). Weights after the updates
-    are not compared: RMSprop's first steps move a weight by about 10 x lr whatever the size of its gradient,
-    so a gradient near 0, whose sign rounding can flip, moves it the other way by as much."""
+    """Without dropout, an imitation rollout gives the CPU's loss and gradients, and two follower iterations
+    (IL and A2C) and a speaker iteration the CPU's losses, to float32 tolerance (cuDNN's TF32 off). Weights
+    after the updates are not compared: RMSprop's first steps move a weight by about 10 x lr whatever the size
+    of its gradient, so a gradient near 0, whose sign rounding can flip, moves it the other way by as much."""
     runs = []
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         for device in (CPU, GPU):
@@ -78,19 +76,6 @@ def test_training_on_the_gpu_matches_the_cpu(tiny_world):
             assert b[k] == pytest.approx(a[k], rel=1e-3, abs=1e-5), k
 
 
-def _waits(run) -> tuple[Counter, object]:
-    """Run ``run()`` counting where the host waits for the GPU (torch's sync debug mode warns each time)."""
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            out = run()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return Counter(f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)), out
-
-
 def test_a_rollout_waits_for_the_gpu_once_per_step(tiny_world):
     """A sampled A2C rollout waits for each step's actions and, once a rollout, for the instruction lengths (the
     encoder) and the loss's statistics; the speaker's teacher walk never waits, and a teacher-forced rollout
@@ -100,16 +85,16 @@ def test_a_rollout_waits_for_the_gpu_once_per_step(tiny_world):
     random = RolloutRandom(0, env.num_envs)
     random.start_rollout()
     obs, info = env.reset()
-    waits, result = _waits(lambda: follower_rollout(follower, env, obs, info, "sample", train_rl=True,
+    waits, result = host_waits(lambda: follower_rollout(follower, env, obs, info, "sample", train_rl=True,
                                                     random=random))
     steps, action_line = int(result.stats["steps"]), max(waits, key=waits.get)
     assert steps >= 8 and waits[action_line] == steps, (steps, waits)  # the chosen actions, once a step
     assert all(n <= 2 for line, n in waits.items() if line != action_line), waits  # the rest once a rollout
     obs, info = env.reset()
-    waits, _ = _waits(lambda: teacher_path_features(env, obs, info, GPU))
+    waits, _ = host_waits(lambda: teacher_path_features(env, obs, info, GPU))
     assert waits.total() == 0, waits
     obs, info = env.reset()
-    waits, result = _waits(lambda: follower_rollout(follower, env, obs, info, "teacher", il_weight=0.2))
+    waits, result = host_waits(lambda: follower_rollout(follower, env, obs, info, "teacher", il_weight=0.2))
     assert waits.total() <= 4, waits
 
 
