@@ -48,7 +48,7 @@ def official_style(references, graphs, results) -> float:
     for scan, graph in graphs.items():
         g = nx.Graph()
         for i, j in zip(*graph.unobstructed.nonzero()):
-            g.add_edge(graph.ids[i], graph.ids[j], weight=float(graph.edge_lengths[i, j]))
+            g.add_edge(graph.ids[i], graph.ids[j], weight=graph.edge_length(graph.ids[i], graph.ids[j]))
         distances[scan] = dict(nx.all_pairs_dijkstra_path_length(g))
     for ref, result in zip(references, results):
         d = distances[ref.scan]

@@ -26,6 +26,7 @@ Without the real data (``$CLIPVIL_SHARED_DATA``) it runs on the built-in world.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -74,15 +75,16 @@ class RandomFeatures:
 def make_env(args: argparse.Namespace):
     """The training env, with the two validation envs ``agents.train`` also holds (for the peak memory)."""
     from envs.gym.vector_env import VLNVectorEnv
-    from envs.kernel.navgraph import load_graphs
+    from envs.kernel.navgraph import read_scans_txt
     from envs.world import default_world_dir
 
     data = args.data_dir or (shared_data_dir() if (shared_data_dir() / "R2R").is_dir() else None)
     if data is None:
         data, options = default_world_dir(), {}
     else:
-        graphs = load_graphs(data / "connectivity")
-        options = {"features": RandomFeatures(args.dim, sum(len(g.ids) for g in graphs.values()))}
+        panoramas = sum(len(json.loads((data / "connectivity" / f"{scan}_connectivity.json").read_text()))
+                        for scan in read_scans_txt(data / "connectivity"))  # without building 90 graphs
+        options = {"features": RandomFeatures(args.dim, panoramas)}
     options.update(feature_dtype=args.feature_dtype, observation_mode=args.observations)
     env = VLNVectorEnv(data, "train", num_envs=args.batch, seed=0, metrics_in_info=False, **options)
     env.validation = [VLNVectorEnv(data, split, num_envs=args.batch, shuffle=False, metrics_in_info=False, **options)

@@ -108,3 +108,18 @@ def test_every_r2r_path_is_a_walk_with_the_files_distance(shared_data, split):
     # R2R paths are shortest paths on these graphs, except 8 val_unseen paths (measured; the split was
     # sampled on an older graph), so the teacher's shortest path and the reference path can differ there.
     assert detours == {"train": 0, "val_seen": 0, "val_unseen": 8}[split]
+
+
+@pytest.mark.realdata
+def test_edge_lengths_are_the_shortest_paths_weights_bit_for_bit(shared_data):
+    # Where a single move is a shortest path, its distance is that edge's weight untouched (Floyd-Warshall only
+    # replaces strictly shorter sums): the per-pair length path_length adds must equal it exactly.
+    graphs = load_graphs(shared_data / "connectivity")
+    moves = 0
+    for graph in graphs.values():
+        for i, j in zip(*np.nonzero(graph.unobstructed)):
+            if graph.next_hop_table[i, j] == j:
+                a, b = graph.ids[i], graph.ids[j]
+                assert graph.edge_length(a, b) == graph.distances[i, j] == graph.path_length([a, b])
+                moves += 1
+    assert moves > 40000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import gymnasium as gym
@@ -160,6 +161,33 @@ def test_real_data_directory_with_zero_features(shared_data):
     _teacher_rollout(env)
     sr = np.mean([m["success"] for m in env.metrics()])
     assert sr == 1.0
+
+
+@pytest.mark.realdata
+def test_graphs_share_the_tables_read_only_distances_and_instructions_encode_as_the_vocab(shared_data):
+    """One copy of each scan's shortest-path tables: the graphs' matrices are views of the split's flat arrays
+    (which other splits over the same scans leave alone), equal to a fresh computation and read-only; the
+    instruction rows a reset hands out are the vocabulary's padded encoding."""
+    from envs.kernel.navgraph import NavGraph
+
+    train = VLNVectorEnv(shared_data, "train", num_envs=8, seed=0, features="none")
+    val_seen = VLNVectorEnv(shared_data, "val_seen", num_envs=8, seed=0, features="none")
+    tables = train.data.tables
+    for scan in tables.scan_names[:5]:
+        graph = train.graphs[scan]
+        assert np.shares_memory(graph.distances, tables.dist_flat)
+        assert np.shares_memory(graph.next_hop_table, tables.hop_flat)
+        assert val_seen.graphs.get(scan, graph) is graph  # the same cached graph, still backed by train's copy
+        fresh = NavGraph(scan, json.loads((shared_data / "connectivity" / f"{scan}_connectivity.json").read_text()))
+        np.testing.assert_array_equal(graph.distances, fresh.distances)
+        np.testing.assert_array_equal(graph.next_hop_table, fresh.next_hop_table)
+        with pytest.raises(ValueError, match="read-only"):
+            graph.distances[0, 0] = 1.0
+    obs, info = train.reset()
+    vocab = train.data.vocab
+    for row, instr_id in zip(obs["instruction"], info["instr_id"]):
+        episode = train._by_id[instr_id]
+        np.testing.assert_array_equal(row, vocab.encode(episode.instruction, max_len=train.data.max_instr_len))
 
 
 def test_render_rgb_from_skyboxes_and_text_without(tiny_world):

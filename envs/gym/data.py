@@ -38,19 +38,23 @@ class TaskData:
     vocabs: dict[str, object]  # language group -> tasks Vocab
     max_instr_len: int
     features_path: Path | None
-    _encoded: dict = field(default_factory=dict, repr=False)  # instr_id -> ids of the split's own episodes
+    # instr_id -> (instruction, its ids up to <EOS> as int32): a quarter of the padded int64 rows' memory
+    _encoded: dict = field(default_factory=dict, repr=False)
 
     def encode(self, episode: Episode) -> np.ndarray:
-        """Token ids of an episode's instruction, [max_instr_len] int64 (its own encoding if it has one)."""
+        """Token ids of an episode's instruction, [max_instr_len] int64 padded with 0 (its own encoding if it
+        has one)."""
         if episode.instr_encoding is None:
             cached = self._encoded.get(episode.instr_id)
             if cached is None or cached[0] != episode.instruction:
-                cached = (episode.instruction,
-                          self.vocab_for(episode).encode(episode.instruction, max_len=self.max_instr_len))
+                ids = self.vocab_for(episode).encode(episode.instruction, max_len=self.max_instr_len)
+                # <PAD> is id 0 in every Vocab (its first word), and only trails the ids
+                cached = (episode.instruction, ids[: np.count_nonzero(ids)].astype(np.int32))
                 self._encoded[episode.instr_id] = cached
-            return cached[1]
+            encoded = cached[1]
+        else:
+            encoded = np.asarray(episode.instr_encoding, dtype=np.int64)[: self.max_instr_len]
         out = np.zeros(self.max_instr_len, dtype=np.int64)
-        encoded = np.asarray(episode.instr_encoding, dtype=np.int64)[: self.max_instr_len]
         out[: len(encoded)] = encoded
         return out
 

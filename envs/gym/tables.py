@@ -102,7 +102,7 @@ class ViewpointTables:
     scan_base: np.ndarray  # [S] offset of each scan's block in dist_flat / hop_flat
     scan_size: np.ndarray  # [S] viewpoints (all, excluded too) of each scan
     dist_flat: np.ndarray  # every scan's [N, N] shortest distances, flattened one after another
-    hop_flat: np.ndarray  # the same layout: local ix of the next hop on a shortest path (-1 unreachable)
+    hop_flat: np.ndarray  # the same layout, int32: local ix of the next hop on a shortest path (-1 unreachable)
 
     @property
     def features(self) -> np.ndarray:
@@ -170,7 +170,14 @@ def build_tables(graphs: dict[str, NavGraph], bank: FeatureBank) -> ViewpointTab
     sizes = np.asarray([len(graphs[scan]) for scan in scan_names], dtype=np.int64)
     base = np.concatenate([[0], np.cumsum(sizes**2)[:-1]]).astype(np.int64)
     dist_flat = np.concatenate([graphs[scan].distances.ravel() for scan in scan_names])
-    hop_flat = np.concatenate([graphs[scan].next_hop_table.ravel() for scan in scan_names]).astype(np.int64)
+    hop_flat = np.concatenate([graphs[scan].next_hop_table.ravel() for scan in scan_names])  # int32
+    for flat in (dist_flat, hop_flat):
+        flat.flags.writeable = False
+    for scan, start, n in zip(scan_names, base.tolist(), sizes.tolist()):
+        graph = graphs[scan]  # its matrices become views of the flat copies, unless another split's already are
+        if graph.distances.base is None:
+            graph.distances = dist_flat[start:start + n * n].reshape(n, n)
+            graph.next_hop_table = hop_flat[start:start + n * n].reshape(n, n)
     return ViewpointTables(graphs, row_of, keys, np.asarray(scan_of_row), scan_names, np.asarray(local_ix),
                            bank, feature_row, cand_target, cand_point, cand_heading, cand_elevation, cand_count,
                            base, sizes, dist_flat, hop_flat)

@@ -74,7 +74,6 @@ class NavGraph:
                 nxt = np.where(better, nxt[:, k : k + 1], nxt)
         self.distances = dist
         self.next_hop_table = nxt
-        self.edge_lengths = np.where(edges, weights, 0.0)
 
     # ----------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -133,8 +132,15 @@ class NavGraph:
                 continue
             if not self.is_edge(a, b):
                 raise DataError(f"scan {self.scan}: {a} -> {b} is not an edge of the navigation graph")
-            total += float(self.edge_lengths[self.ix(a), self.ix(b)])
+            total += self.edge_length(a, b)
         return total
+
+    def edge_length(self, a: str, b: str) -> float:
+        """Euclidean length of the move ``a`` -> ``b``, computed as the shortest paths' edge weights are (float64,
+        bit for bit); not checked to be an edge. Pairs are computed when asked: an N x N table of them would
+        cost as much memory as the distances."""
+        step = self.positions[self.ix(a)].astype(np.float64) - self.positions[self.ix(b)].astype(np.float64)
+        return float(np.linalg.norm(step, axis=-1))
 
 
 # ---------------------------------------------------------------------------------------------- validation
