@@ -34,9 +34,9 @@ class TrainConfig:
     """feature file name or path inside DATA/features, or 'none' for zero features (blind agent); default: the
     built-in world's, or the data directory's only feature file"""
     feature_dtype: Literal["float32", "float16"] = "float32"
-    """how the feature table is held in memory: float16 halves it (0.97 -> 0.49 GB for real R2R at 640-d),
-    rounding float32 files' features to 3 significant digits (a float16 file loses nothing); the models still
-    compute in float32"""
+    """how the feature table is held in memory: float16 halves it (0.79 -> 0.40 GB for real R2R's train and
+    validation houses at 640-d), rounding float32 files' features to 3 significant digits (a float16 file loses
+    nothing); the models still compute in float32"""
     backtranslate: bool = False
     """after the follower, fine-tune it with back-translation (speaker-written instructions on new paths)"""
     only: Literal["speaker", "follower"] | None = None
