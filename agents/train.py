@@ -186,6 +186,12 @@ class Trainer:
 
     def _enter(self, stage: str) -> None:
         """Load what a stage starts from (resumed runs already hold it in the checkpoint)."""
+        if stage != "speaker":
+            # the speaker trains in its own stage only: its gradients and Adam moments (three times its weights,
+            # ~90 MB at 640-d) leave memory and the checkpoints when a later stage starts
+            self.speaker.zero_grad(set_to_none=True)
+            for optimizer in self.speaker_opt.values():
+                optimizer.state.clear()
         if self.iteration > 0:
             return
         if stage == "follower" and self.cfg.follower_checkpoint:  # --only follower, fine-tuning a trained one
