@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import record  # noqa: E402
 from envs.datadir import shared_data_dir  # noqa: E402
+from envs.kernel.navgraph import move_lengths  # noqa: E402
 
 
 def synthesise(references, graphs, seed: int = 0) -> list[dict]:
@@ -47,8 +48,9 @@ def official_style(references, graphs, results) -> float:
     distances = {}
     for scan, graph in graphs.items():
         g = nx.Graph()
-        for i, j in zip(*graph.unobstructed.nonzero()):
-            g.add_edge(graph.ids[i], graph.ids[j], weight=graph.edge_length(graph.ids[i], graph.ids[j]))
+        ii, jj = graph.unobstructed.nonzero()
+        for i, j, weight in zip(ii, jj, move_lengths(graph.positions[ii], graph.positions[jj]).tolist()):
+            g.add_edge(graph.ids[i], graph.ids[j], weight=weight)
         distances[scan] = dict(nx.all_pairs_dijkstra_path_length(g))
     for ref, result in zip(references, results):
         d = distances[ref.scan]

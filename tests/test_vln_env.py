@@ -176,10 +176,10 @@ def test_graphs_share_the_tables_read_only_distances_and_instructions_encode_as_
     for scan in val_seen.data.tables.scan_names[:5]:
         graph = train.graphs[scan]
         assert val_seen.graphs[scan] is graph  # one cached graph per scan
+        start = tables.scan_base[tables.scan_names.index(scan)]
         for matrix, flat in ((graph.distances, tables.dist_flat), (graph.next_hop_table, tables.hop_flat)):
             assert matrix.base is not None and matrix.base.ndim == 1 and not matrix.flags.writeable
-            np.testing.assert_array_equal(matrix.ravel(), flat[tables.scan_base[tables.scan_names.index(scan)]:][
-                : matrix.size])
+            np.testing.assert_array_equal(matrix.ravel(), flat[start:start + matrix.size])
         fresh = NavGraph(scan, json.loads((shared_data / "connectivity" / f"{scan}_connectivity.json").read_text()))
         np.testing.assert_array_equal(graph.distances, fresh.distances)
         np.testing.assert_array_equal(graph.next_hop_table, fresh.next_hop_table)

@@ -174,10 +174,7 @@ def build_tables(graphs: dict[str, NavGraph], bank: FeatureBank) -> ViewpointTab
     for flat in (dist_flat, hop_flat):
         flat.flags.writeable = False
     for scan, start, n in zip(scan_names, base.tolist(), sizes.tolist()):
-        graph = graphs[scan]  # its matrices become views of the flat copies, unless another split's already are
-        if graph.distances.base is None:
-            graph.distances = dist_flat[start:start + n * n].reshape(n, n)
-            graph.next_hop_table = hop_flat[start:start + n * n].reshape(n, n)
+        graphs[scan].share_tables(dist_flat[start:start + n * n], hop_flat[start:start + n * n])
     return ViewpointTables(graphs, row_of, keys, np.asarray(scan_of_row), scan_names, np.asarray(local_ix),
                            bank, feature_row, cand_target, cand_point, cand_heading, cand_elevation, cand_count,
                            base, sizes, dist_flat, hop_flat)

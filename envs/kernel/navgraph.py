@@ -60,8 +60,7 @@ class NavGraph:
     def _compute_shortest_paths(self) -> None:
         n = len(self.ids)
         edges = self.unobstructed | self.unobstructed.T  # undirected, as networkx.Graph.add_edge builds it
-        pos = self.positions.astype(np.float64)
-        weights = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
+        weights = move_lengths(self.positions[:, None, :], self.positions[None, :, :])
         dist = np.where(edges, weights, np.inf)
         np.fill_diagonal(dist, 0.0)
         nxt = np.where(edges, np.arange(n)[None, :], -1).astype(np.int32)
@@ -74,6 +73,14 @@ class NavGraph:
                 nxt = np.where(better, nxt[:, k : k + 1], nxt)
         self.distances = dist
         self.next_hop_table = nxt
+
+    def share_tables(self, distances: np.ndarray, next_hops: np.ndarray) -> None:
+        """Hold the shortest-path matrices as views of equal read-only copies (a split's flat tables, N * N
+        each), so that each scan's are in memory once; kept as they are if they already are views of another
+        split's."""
+        if self.distances.base is None:
+            n = len(self.ids)
+            self.distances, self.next_hop_table = distances.reshape(n, n), next_hops.reshape(n, n)
 
     # ----------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -139,8 +146,7 @@ class NavGraph:
         """Euclidean length of the move ``a`` -> ``b``, computed as the shortest paths' edge weights are (float64,
         bit for bit); not checked to be an edge. Pairs are computed when asked: an N x N table of them would
         cost as much memory as the distances."""
-        step = self.positions[self.ix(a)].astype(np.float64) - self.positions[self.ix(b)].astype(np.float64)
-        return float(np.linalg.norm(step, axis=-1))
+        return float(move_lengths(self.positions[self.ix(a)], self.positions[self.ix(b)]))
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -283,6 +289,11 @@ def _load_cached(connectivity_dir: str, scan: str) -> NavGraph:
 def load_graph(connectivity_dir: str | Path, scan: str) -> NavGraph:
     """Load (once per process) the graph of ``scan`` from ``connectivity_dir``."""
     return _load_cached(str(Path(connectivity_dir).resolve()), scan)
+
+
+def move_lengths(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between positions ``a`` and ``b`` (..., 3), in float64: the graphs' edge weights."""
+    return np.linalg.norm(a.astype(np.float64) - b.astype(np.float64), axis=-1)
 
 
 def load_graphs(connectivity_dir: str | Path, scans: list[str] | None = None) -> dict[str, NavGraph]:
