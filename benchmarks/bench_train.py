@@ -14,11 +14,10 @@ more iteration, how often the host waits for the GPU and which lines wait. With 
 paper's schedule (80k speaker, 80k follower, 100k back-translation iterations) from the medians.
 
 The references are EnvDrop's code (airsplay/R2R-EnvDrop ``r2r_src``, patched only to run on a CPU with
-today's torch, with this toolkit's simulator standing in for MatterSim), timed on the same machine on
-2026-11-30, iterations 6-25 (back-translation 6-15): follower 7,655 ms per iteration, of which 2,381 ms inside
-the stand-in simulator, speaker 3,213 ms (1,098 ms), back-translation 21,716 ms (7,310 ms); peak 2,948 MB for
-the follower without validation envs. MatterSim's C++ would take less than the stand-in's share, so the
-references below leave the simulator out: a ratio against them is a lower bound.
+today's torch, with this toolkit's simulator standing in for MatterSim), timed with the same set-up on each kind of
+machine the project has been developed on (``ENVDROP``), since a ratio between two machines means nothing. On a CPU
+of another kind the figures print without a ratio. The simulator's share is left out of the references: MatterSim's
+C++ would take less time than the stand-in, so a ratio against them is a lower bound.
 
 Without the real data (``$CLIPVIL_SHARED_DATA``) it runs on the built-in world.
 """
@@ -30,6 +29,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +46,36 @@ from agents.speaker import Speaker, SpeakerConfig, make_speaker_optimizers  # no
 from agents.train_config import PAPER_BUDGET  # noqa: E402
 from envs.datadir import shared_data_dir  # noqa: E402
 
-# EnvDrop's code on the 2-core development machine, minus the time in the stand-in simulator (see above)
-ENVDROP_MS = {"follower": 7655.0 - 2381.0, "speaker": 3213.0 - 1098.0, "back-translation": 21716.0 - 7310.0}
-ENVDROP_PEAK_MB = 2948.0  # its follower, without validation envs
+@dataclass(frozen=True)
+class EnvDropTiming:
+    """R2R-EnvDrop's code timed on one kind of CPU: ms per iteration with the stand-in simulator's time left out
+    (follower, speaker, back-translation), and the peak memory of its follower (without validation envs)."""
+
+    date: str
+    protocol: str
+    ms: dict[str, float]
+    peak_mb: float
+
+
+# keyed by the start of record.cpu()'s name for the CPU (2 threads, batch 64); the iterations timed, counted from 1,
+# with EnvDrop's candidate cache filling as in a fresh run (a pre-filled cache changes mostly the simulator's share)
+COLD = "iterations 6-25 (back-translation 6-15)"
+ENVDROP = {
+    "AMD EPYC": EnvDropTiming(  # AVX2, no AVX-512; total per iteration minus the stand-in simulator's share
+        "2026-11-30", COLD, {"follower": 7655.0 - 2381.0, "speaker": 3213.0 - 1098.0,
+                             "back-translation": 21716.0 - 7310.0}, 2948.0),
+    "Intel(R) Xeon(R) Processor (AVX-512, AMX)": EnvDropTiming(
+        "2026-12-01", COLD, {"follower": 2761.4 - 725.2, "speaker": 1170.0 - 319.4,
+                             "back-translation": 8015.7 - 2229.7}, 2973.0),
+}
+
+
+def envdrop_timing(cpu: str) -> EnvDropTiming | None:
+    """EnvDrop's timing on this kind of CPU, or None where it was never timed."""
+    return next((timing for kind, timing in ENVDROP.items() if cpu.startswith(kind)), None)
+
+
+STAGES = ("follower", "speaker", "back-translation")
 PAPER_ITERS = {"speaker": PAPER_BUDGET["speaker_iters"], "follower": PAPER_BUDGET["iters"],
                "back-translation": PAPER_BUDGET["bt_iters"]}  # agents.train's budgets with --data-dir
 
@@ -126,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the comparison used 2)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: this process's CPU time, steadier than the wall clock on a busy machine (with --threads 1)")
-    p.add_argument("--only", nargs="*", choices=list(ENVDROP_MS), default=list(ENVDROP_MS), help="what to time")
+    p.add_argument("--only", nargs="*", choices=STAGES, default=list(STAGES), help="what to time")
     record.add_arguments(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -150,17 +177,22 @@ def main(argv: list[str] | None = None) -> int:
 
     aug = EpisodeSampler(env.episodes, args.batch, seed=1)  # stands for the sampled paths: same houses, lengths
     figures, times = [], {}
+    cpu = record.cpu()
+    envdrop = envdrop_timing(cpu) if args.device == "cpu" and args.threads == 2 else None
+    if envdrop is None:
+        print(f"no EnvDrop timing for {cpu} on {args.device} with {args.threads} threads: figures without ratios")
     for name in args.only:
         figures.append(record.Figure(f"{name} iteration (batch {args.batch}, {args.threads} threads)", "ms",
-                                     timed(steps[name], args), ENVDROP_MS[name],
-                                     "R2R-EnvDrop's code, same machine, simulator time left out",
+                                     timed(steps[name], args), envdrop and envdrop.ms[name],
+                                     f"R2R-EnvDrop's code on {cpu}, simulator time left out ({envdrop.date}, "
+                                     f"{envdrop.protocol})" if envdrop else "",
                                      higher_is_better=False,
                                      target="4x EnvDrop's" if name == "follower" else "3x EnvDrop's"))
         times[name] = figures[-1].median
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        figures.append(record.Figure(f"peak memory after the {name} runs", "MB", [peak], ENVDROP_PEAK_MB,
-                                     "R2R-EnvDrop's follower (no validation envs)", higher_is_better=False,
-                                     target="<= 2,048 MB"))
+        figures.append(record.Figure(f"peak memory after the {name} runs", "MB", [peak], envdrop and envdrop.peak_mb,
+                                     "R2R-EnvDrop's follower (no validation envs)" if envdrop else "",
+                                     higher_is_better=False, target="<= 2,048 MB"))
         if args.device.startswith("cuda"):
             figures.append(record.Figure(f"peak CUDA memory after the {name} runs", "MB",
                                          [torch.cuda.max_memory_allocated() / 2**20]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +51,25 @@ class Figure:
     def as_dict(self) -> dict:
         return asdict(self) | {"median": self.median, "min": min(self.values), "max": max(self.values),
                                "ratio": self.ratio}
+
+
+def cpu() -> str:
+    """The CPU model and its widest vector units, e.g. ``Intel(R) Xeon(R) Processor (AVX-512, AMX)``: a timing's
+    reference is only comparable on the same kind of CPU, and cloud machines of one name differ in these."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    units = [name for name, flag in (("AVX-512", "avx512f"), ("AMX", "amx_bf16")) if flag in flags]
+    units = units or (["AVX2"] if "avx2" in flags else [])
+    return f"{model} ({', '.join(units)})" if units else model
 
 
 def number(value: float) -> str:
