@@ -35,6 +35,7 @@ from agents import distributed
 from agents.bleu import corpus_bleu
 from agents.envdrop import apply_image_mask, draw_env_mask
 from agents.follower import Follower, angle_feature
+from agents.masked_lstm import take_rows
 from agents.observe import observe, rows, to_device, upload
 from agents.optim import Optimizer
 from agents.speaker import Speaker, as_follower_instructions
@@ -253,14 +254,14 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         if train_rl and cut.any():  # the step limit cut these episodes: bootstrap R with V(final state)
             k = upload(np.flatnonzero(cut), device)
             v_views, v_cands, _ = features(obs, alive[cut], alive_t[k])
-            h_last, *_ = follower.decoder(new_angle[k], v_views, v_cands, h_tilde[k], c[k], ctx[k],
-                                          ctx_mask[k], drop_features=env_mask is None)
+            h_last, *_ = follower.decoder(*take_rows(k, new_angle), v_views, v_cands,
+                                          *take_rows(k, h_tilde, c, ctx, ctx_mask), drop_features=env_mask is None)
             bootstrap = bootstrap.index_put((alive_t[k],), follower.critic(h_last).detach())
         keep = np.flatnonzero(~done)
         if len(keep) < len(alive):
             k = upload(keep, device)
             alive, alive_t = alive[keep], alive_t[k]
-            h_tilde, c, ctx, ctx_mask, new_angle = h_tilde[k], c[k], ctx[k], ctx_mask[k], new_angle[k]
+            h_tilde, c, ctx, ctx_mask, new_angle = take_rows(k, h_tilde, c, ctx, ctx_mask, new_angle)
         prev_angle = new_angle
 
     loss = None

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from agents.envdrop import FastDropout, drop_image_features
 from agents.follower import SoftDotAttention
-from agents.masked_lstm import LengthGroups, masked_bilstm
+from agents.masked_lstm import LengthGroups, masked_bilstm, take_rows
 from agents.optim import Adam
 
 
@@ -96,9 +96,10 @@ class SpeakerDecoder(nn.Module):
         if plan is None:
             h, _ = self.lstm(x)
         else:
-            h = plan.restore([self.lstm(x[rows, :span])[0] for rows, span in plan.groups], L)  # (B, L, H)
-        rows = real.nonzero()[:, 0]  # each real position's row
-        x, _ = self.attention_layer(self.drop(h[real]), ctx[rows], ctx_mask[rows])  # (N, H)
+            h = plan.restore([self.lstm(x[:, :span].index_select(0, rows))[0] for rows, span in plan.groups], L)
+        where = real.flatten().nonzero().squeeze(1)  # the real positions of the (B * L) grid, row by row
+        rows = torch.div(where, L, rounding_mode="floor")  # each one's row
+        x, _ = self.attention_layer(self.drop(h.flatten(0, 1).index_select(0, where)), *take_rows(rows, ctx, ctx_mask))
         return self.projection(self.drop(x))
 
     def step(self, word: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,

@@ -31,7 +31,8 @@ def machine() -> dict:
     import numpy
     import torch
 
-    info = {"platform": platform.platform(), "cpu": record.cpu(), "python": platform.python_version(), "cpus": os.cpu_count(),
+    info = {"platform": platform.platform(), "cpu": record.cpu(), "python": platform.python_version(),
+            "cpus": os.cpu_count(),
             "torch": torch.__version__, "numpy": numpy.__version__, "cuda": torch.cuda.is_available(),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
