@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from agents.masked_lstm import masked_bilstm
+from agents.masked_lstm import masked_bilstm, take_rows
 
 B, T, D, H = 6, 9, 5, 4
 
@@ -74,3 +74,20 @@ def test_keeps_the_lstm_parameters_and_eval_mode():
     assert out.shape == (B, T, 2 * H) and c_n.shape == (2, B, H)
     assert before.keys() == lstm.state_dict().keys()
     assert all(torch.equal(before[k], v) for k, v in lstm.state_dict().items())
+
+
+def test_take_rows_equals_indexing_in_values_and_gradients():
+    """take_rows is t[index] for every tensor, repeated rows included (their gradients add up)."""
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 3, 4, requires_grad=True), torch.randn(5, 2, requires_grad=True)
+    index = torch.tensor([4, 0, 4, 2])  # row 4 twice, rows 1 and 3 never
+    weights = torch.randn(4, 3, 4), torch.randn(4, 2)
+    expected = [a[index], b[index]]
+    got = take_rows(index, a, b)
+    for e, g in zip(expected, got):
+        assert torch.equal(e, g)
+    grads_expected = torch.autograd.grad(sum((e * w).sum() for e, w in zip(expected, weights)), (a, b))
+    grads_got = torch.autograd.grad(sum((g * w).sum() for g, w in zip(got, weights)), (a, b))
+    for e, g in zip(grads_expected, grads_got):
+        assert torch.allclose(e, g, atol=1e-6)
+    assert torch.equal(grads_got[1][1], torch.zeros(2)) and not torch.equal(grads_got[1][4], torch.zeros(2))
