@@ -14,10 +14,11 @@ more iteration, how often the host waits for the GPU and which lines wait. With 
 paper's schedule (80k speaker, 80k follower, 100k back-translation iterations) from the medians.
 
 The references are EnvDrop's code (airsplay/R2R-EnvDrop ``r2r_src``, patched only to run on a CPU with
-today's torch, with this toolkit's simulator standing in for MatterSim), timed with the same set-up on each kind of
-machine the project has been developed on (``ENVDROP``), since a ratio between two machines means nothing. On a CPU
-of another kind the figures print without a ratio: ``envdrop_reference.py`` times EnvDrop's code there. The simulator's share is left out of the references: MatterSim's
-C++ would take less time than the stand-in, so a ratio against them is a lower bound.
+today's torch, with this toolkit's simulator standing in for MatterSim), timed with the same set-up on each kind
+of machine the project has been developed on (``ENVDROP``), since a ratio between two machines means nothing. On
+a CPU of another kind the figures print without a ratio: ``envdrop_reference.py`` times EnvDrop's code there.
+The simulator's share is left out of the references: MatterSim's C++ would take less time than the stand-in, so
+a ratio against them is a lower bound.
 
 Without the real data (``$CLIPVIL_SHARED_DATA``) it runs on the built-in world.
 """
