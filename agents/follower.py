@@ -25,6 +25,7 @@ import torch.nn as nn
 from agents.envdrop import FastDropout, drop_image_features
 from agents.masked_lstm import masked_bilstm
 from agents.optim import RMSprop
+from agents.step_grads import Layers, PlainLayers
 
 
 @dataclass
@@ -58,7 +59,8 @@ class SoftDotAttention(nn.Module):
 
     ``query`` is (B, Q) or (B, M, Q) (M queries sharing one context); ``context`` is (B, T, C); ``mask`` is
     (B, T), True where a context entry must be ignored. Returns (weighted context or h~, attention or raw
-    scores).
+    scores). ``layers`` applies the linear maps (a rollout's :class:`~agents.step_grads.StepGrads` for (B, Q)
+    queries).
     """
 
     def __init__(self, query_dim: int, ctx_dim: int, output_tilde: bool = True) -> None:
@@ -66,24 +68,27 @@ class SoftDotAttention(nn.Module):
         self.linear_in = nn.Linear(query_dim, ctx_dim, bias=False)
         self.linear_out = nn.Linear(query_dim + ctx_dim, query_dim, bias=False) if output_tilde else None
 
-    def scores(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def scores(self, query: torch.Tensor, context: torch.Tensor, layers: Layers = PlainLayers) -> torch.Tensor:
         """Raw scores context . W_in q: (B, [M,] T)."""
         single = query.dim() == 2
-        q = self.linear_in(query.unsqueeze(1) if single else query)  # (B, M, C)
-        s = torch.bmm(q, context.transpose(1, 2))  # (B, M, T)
+        q = layers.linear(self.linear_in, query)  # (B, [M,] C)
+        s = torch.bmm(q.unsqueeze(1) if single else q, context.transpose(1, 2))  # (B, M, T)
         return s.squeeze(1) if single else s
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None,
+                layers: Layers = PlainLayers) -> tuple[torch.Tensor, torch.Tensor]:
         single = query.dim() == 2
-        q = query.unsqueeze(1) if single else query  # (B, M, Q)
-        s = self.scores(q, context)  # (B, M, T)
+        s = self.scores(query, context, layers)
+        s = s.unsqueeze(1) if single else s  # (B, M, T)
         if mask is not None:
             s = s.masked_fill(mask.unsqueeze(1), float("-inf"))
         attn = torch.softmax(s, dim=-1)
         weighted = torch.bmm(attn, context)  # (B, M, C)
-        out = weighted if self.linear_out is None else torch.tanh(self.linear_out(torch.cat([weighted, q], -1)))
-        return (out.squeeze(1), attn.squeeze(1)) if single else (out, attn)
+        if single:
+            weighted, attn = weighted.squeeze(1), attn.squeeze(1)
+        if self.linear_out is None:
+            return weighted, attn
+        return torch.tanh(layers.linear(self.linear_out, torch.cat([weighted, query], -1))), attn
 
 
 class InstructionEncoder(nn.Module):
@@ -131,20 +136,22 @@ class ActionDecoder(nn.Module):
 
     def forward(self, prev_angle: torch.Tensor, views: torch.Tensor, cands: torch.Tensor,
                 h_tilde: torch.Tensor, c: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
-                drop_features: bool = True, return_attention: bool = False) -> tuple[torch.Tensor, ...]:
+                drop_features: bool = True, return_attention: bool = False,
+                layers: Layers = PlainLayers) -> tuple[torch.Tensor, ...]:
         """prev_angle (B, 128); views (B, 36, D+128); cands (B, K, D+128); h_tilde, c (B, H); ctx (B, L, H).
 
         Returns h (B, H) for the critic, c (B, H), the new h~ (B, H) and candidate logits (B, K); with
-        ``return_attention`` also the attention over the instruction's words (B, L), for replays.
+        ``return_attention`` also the attention over the instruction's words (B, L), for replays. ``layers``:
+        a training rollout's :class:`~agents.step_grads.StepGrads` (one weight gradient per rollout).
         """
-        action = self.drop(self.embedding(prev_angle))  # (B, 64)
+        action = self.drop(self.embedding[1](layers.linear(self.embedding[0], prev_angle)))  # (B, 64)
         if drop_features:
             views = drop_image_features(views, self.feature_dropout, self.image_dim, self.training)
             cands = drop_image_features(cands, self.feature_dropout, self.image_dim, self.training)
-        seen, _ = self.feat_att_layer(self.drop(h_tilde), views)  # (B, D+128)
-        h, c = self.lstm(torch.cat([action, seen], dim=1), (h_tilde, c))
-        h_tilde, words = self.attention_layer(self.drop(h), ctx, ctx_mask)  # (B, H), (B, L)
-        logits = self.candidate_att_layer.scores(self.drop(h_tilde), cands)  # (B, K)
+        seen, _ = self.feat_att_layer(self.drop(h_tilde), views, layers=layers)  # (B, D+128)
+        h, c = layers.lstm_cell(self.lstm, torch.cat([action, seen], dim=1), (h_tilde, c))
+        h_tilde, words = self.attention_layer(self.drop(h), ctx, ctx_mask, layers=layers)  # (B, H), (B, L)
+        logits = self.candidate_att_layer.scores(self.drop(h_tilde), cands, layers=layers)  # (B, K)
         return (h, c, h_tilde, logits, words) if return_attention else (h, c, h_tilde, logits)
 
 

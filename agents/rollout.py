@@ -39,6 +39,7 @@ from agents.masked_lstm import take_rows
 from agents.observe import observe, rows, to_device, upload
 from agents.optim import Optimizer
 from agents.speaker import Speaker, as_follower_instructions
+from agents.step_grads import PlainLayers, StepGrads
 
 
 class RolloutRandom:
@@ -209,6 +210,8 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
     bootstrap = torch.zeros(B, device=device)
     hs, log_probs, entropies, rewards, step_slots = [], [], [], [], []
     steps = 0
+    # when training, each decoder weight gets its gradient once per rollout instead of once per step
+    layers = StepGrads() if torch.is_grad_enabled() else PlainLayers
 
     def features(o: dict, idx: np.ndarray, idx_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         views, cands, action_mask = observe(env, o, idx, device)
@@ -221,7 +224,7 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         views, cands, action_mask = features(obs, alive, alive_t)
         h, c, h_tilde, cand_logits, *words = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
                                                               drop_features=env_mask is None,
-                                                              return_attention=decisions is not None)
+                                                              return_attention=decisions is not None, layers=layers)
         logits = follower.action_logits(cand_logits, action_mask)  # (A, K+1)
         teacher = rows(info["teacher_action"], alive, device).long()
         if il_weight is not None:
@@ -254,9 +257,10 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         if train_rl and cut.any():  # the step limit cut these episodes: bootstrap R with V(final state)
             k = upload(np.flatnonzero(cut), device)
             v_views, v_cands, _ = features(obs, alive[cut], alive_t[k])
-            h_last, *_ = follower.decoder(*take_rows(k, new_angle), v_views, v_cands,
-                                          *take_rows(k, h_tilde, c, ctx, ctx_mask), drop_features=env_mask is None)
-            bootstrap = bootstrap.index_put((alive_t[k],), follower.critic(h_last).detach())
+            with torch.no_grad():  # a target: no gradient flows through it
+                h_last, *_ = follower.decoder(*take_rows(k, new_angle), v_views, v_cands,
+                                              *take_rows(k, h_tilde, c, ctx, ctx_mask), drop_features=env_mask is None)
+                bootstrap = bootstrap.index_put((alive_t[k],), follower.critic(h_last))
         keep = np.flatnonzero(~done)
         if len(keep) < len(alive):
             k = upload(keep, device)

@@ -133,3 +133,37 @@ def test_optimizers_and_envdrop_snapshot_round_trip():
 def test_config_asserts():
     with pytest.raises(AssertionError, match="even"):
         FollowerConfig(vocab_size=10, feature_dim=8, hidden_dim=511)
+
+
+def rollout_gradients(layers_for_rollout) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A 4-step decoder rollout whose batch shrinks (rows finish), as a training rollout runs it: the loss and
+    every parameter's gradient, with the decoder's layers applied through ``layers_for_rollout()``."""
+    f = make(dropout=0.0, feature_dropout=0.0)
+    generator = torch.Generator().manual_seed(1)
+    instr = torch.randint(4, 20, (6, L), generator=generator)
+    ctx, ctx_mask, h_tilde, c = f.encoder(instr)
+    layers, loss, prev = layers_for_rollout(), 0.0, angle_feature(torch.zeros(6), torch.zeros(6))
+    for keep in ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], [0, 2, 3, 5], [1, 3]):  # rows of those still running
+        k = torch.tensor(keep)
+        h_tilde, c, ctx, ctx_mask, prev = (t[k] if len(keep) < len(t) else t for t in (h_tilde, c, ctx, ctx_mask, prev))
+        views = torch.randn(len(keep), 36, D + 128, generator=generator)
+        cands = torch.randn(len(keep), K, D + 128, generator=generator)
+        h, c, h_tilde, logits = f.decoder(prev, views, cands, h_tilde, c, ctx, ctx_mask, layers=layers)
+        loss = loss + (logits * torch.randn(logits.shape, generator=generator)).sum() + f.critic(h).sum()
+        prev = cands[:, 0, -128:]
+    loss.backward()
+    return loss.detach(), [p.grad for p in f.parameters()]
+
+
+def test_step_grads_equal_the_layers_own_gradients():
+    """StepGrads defers each decoder weight's gradient to one product per rollout: the same loss and gradients."""
+    from agents.step_grads import PlainLayers, StepGrads
+
+    loss_plain, plain = rollout_gradients(lambda: PlainLayers)
+    loss_deferred, deferred = rollout_gradients(StepGrads)
+    assert torch.allclose(loss_plain, loss_deferred, rtol=1e-6)
+    names = [name for name, _ in make().named_parameters()]
+    assert any(name.startswith("decoder.lstm.weight_ih") for name in names)
+    for name, a, b in zip(names, plain, deferred):
+        assert a is not None and b is not None, name
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), f"{name} differs by {float((a - b).abs().max())}"

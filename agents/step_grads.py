@@ -1,0 +1,122 @@
+"""Weight gradients of the layers a decoder applies at every step, computed once per rollout.
+
+A follower rollout applies the same Linear layers (and LSTM cell weights) at each of its ~20-35 steps. Autograd
+then computes each weight's gradient once per step, a (out x rows) @ (rows x in) product, and adds it to the
+previous steps' sum: one small product and one full-size addition per weight and step. :class:`StepGrads`
+computes the same sum as one product over all the steps' rows when autograd reaches the weight:
+
+- each step's backward (``_StepLinear``) returns the gradient of its input only, and records the pair (input,
+  output gradient) in the layer's :class:`_Pairs`;
+- the weight enters the graph once per rollout, through ``_Sink``, whose output (a zero scalar) every step takes
+  as an extra input. Autograd runs a node after every node that feeds it a gradient, so ``_Sink``'s backward
+  runs after the last step's, and returns ``sum_t g_t^T x_t`` (and ``sum_t g_t`` for the bias) in one product.
+
+The gradients are those of the plain layers up to the order of the additions. Without gradients (evaluation),
+or for a layer whose weight is frozen, :meth:`StepGrads.linear` is the plain layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Pairs:
+    """The (input, output gradient) pairs of one layer's steps, filled during one backward pass."""
+
+    def __init__(self) -> None:
+        self.inputs: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.grads:
+            return None
+        x, g = torch.cat(self.inputs), torch.cat(self.grads)
+        self.inputs, self.grads = [], []  # a second backward pass (retain_graph) records its own pairs
+        return x, g
+
+
+class _Sink(torch.autograd.Function):
+    """weight, bias -> a zero scalar that every step takes; its backward turns the recorded pairs into the
+    weight's and the bias's gradients."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor | None, pairs: _Pairs) -> torch.Tensor:
+        ctx.pairs, ctx.has_bias = pairs, bias is not None
+        return weight.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _token_grad: torch.Tensor):
+        taken = ctx.pairs.take()
+        if taken is None:
+            return None, None, None
+        x, g = taken
+        return g.t().mm(x), (g.sum(0) if ctx.has_bias else None), None
+
+
+class _StepLinear(torch.autograd.Function):
+    """x @ weight^T + bias for one step, with ``token`` (the layer's ``_Sink`` output) standing for the weight."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, token: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                pairs: _Pairs) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.pairs = pairs
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        ctx.pairs.inputs.append(x)
+        ctx.pairs.grads.append(g)
+        grad_x = g.mm(weight) if ctx.needs_input_grad[0] else None
+        return grad_x, g.new_zeros(()), None, None, None
+
+
+class StepGrads:
+    """One rollout's deferred weight gradients: make one per rollout, and apply the per-step layers through it."""
+
+    def __init__(self) -> None:
+        self._layers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, _Pairs]] = {}
+
+    def matmul(self, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """``F.linear(x, weight, bias)``, its weight gradient deferred to the end of backward."""
+        if not (torch.is_grad_enabled() and weight.requires_grad):
+            return F.linear(x, weight, bias)
+        key = id(weight)
+        if key not in self._layers:
+            pairs = _Pairs()
+            self._layers[key] = (_Sink.apply(weight, bias, pairs), weight.detach(),
+                                 None if bias is None else bias.detach(), pairs)
+        token, w, b, pairs = self._layers[key]
+        return _StepLinear.apply(x, token, w, b, pairs)
+
+    def linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        return self.matmul(layer.weight, layer.bias, x)
+
+    def lstm_cell(self, cell: nn.LSTMCell, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cell(x, state)``: the gates' products through :meth:`matmul`, then the LSTM's own arithmetic (what
+        ``torch.lstm_cell`` does on a CPU)."""
+        h, c = state
+        gates = self.matmul(cell.weight_ih, cell.bias_ih, x) + self.matmul(cell.weight_hh, cell.bias_hh, h)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class PlainLayers:
+    """The same calls as :class:`StepGrads`, made by the layers themselves."""
+
+    @staticmethod
+    def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        return layer(x)
+
+    @staticmethod
+    def lstm_cell(cell: nn.LSTMCell, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        return cell(x, state)
+
+
+Layers = StepGrads | type[PlainLayers]  # what a decoder step applies its layers through
