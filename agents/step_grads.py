@@ -3,13 +3,14 @@
 A follower rollout applies the same Linear layers (and LSTM cell weights) at each of its ~20-35 steps. Autograd
 then computes each weight's gradient once per step, a (out x rows) @ (rows x in) product, and adds it to the
 previous steps' sum: one small product and one full-size addition per weight and step. :class:`StepGrads`
-computes the same sum as one product over all the steps' rows when autograd reaches the weight:
+computes the same sum in a few large products, handed to autograd once per rollout:
 
 - each step's backward (``_StepLinear``) returns the gradient of its input only, and records the pair (input,
-  output gradient) in the layer's :class:`_Pairs`;
+  output gradient) in the layer's :class:`_Pairs`, which folds them into the weight's gradient 256 rows at a
+  time (a (out x 256) @ (256 x in) product: a fraction of the memory of keeping them all);
 - the weight enters the graph once per rollout, through ``_Sink``, whose output (a zero scalar) every step takes
   as an extra input. Autograd runs a node after every node that feeds it a gradient, so ``_Sink``'s backward
-  runs after the last step's, and returns ``sum_t g_t^T x_t`` (and ``sum_t g_t`` for the bias) in one product.
+  runs after the last step's, and returns ``sum_t g_t^T x_t`` (and ``sum_t g_t`` for the bias).
 
 The gradients are those of the plain layers up to the order of the additions. Without gradients (evaluation),
 or for a layer whose weight is frozen, :meth:`StepGrads.linear` is the plain layer.
@@ -23,18 +24,42 @@ from torch import nn
 
 
 class _Pairs:
-    """The (input, output gradient) pairs of one layer's steps, filled during one backward pass."""
+    """One layer's (input, output gradient) pairs from the steps of one backward pass, folded into a running
+    weight gradient every ``FLUSH_ROWS`` rows, so that they hold little memory while each product stays large."""
+
+    FLUSH_ROWS = 256
 
     def __init__(self) -> None:
         self.inputs: list[torch.Tensor] = []
         self.grads: list[torch.Tensor] = []
+        self.rows = 0
+        self.weight_grad: torch.Tensor | None = None
+        self.bias_grad: torch.Tensor | None = None
+
+    def add(self, x: torch.Tensor, g: torch.Tensor) -> None:
+        self.inputs.append(x)
+        self.grads.append(g)
+        self.rows += len(x)
+        if self.rows >= self.FLUSH_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        x, g = torch.cat(self.inputs), torch.cat(self.grads)
+        self.inputs, self.grads, self.rows = [], [], 0
+        if self.weight_grad is None:
+            self.weight_grad, self.bias_grad = g.t().mm(x), g.sum(0)
+        else:
+            self.weight_grad.addmm_(g.t(), x)
+            self.bias_grad.add_(g.sum(0))
 
     def take(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if not self.grads:
-            return None
-        x, g = torch.cat(self.inputs), torch.cat(self.grads)
-        self.inputs, self.grads = [], []  # a second backward pass (retain_graph) records its own pairs
-        return x, g
+        """The weight's and the bias's gradients over the pass, or None when no step reached the loss; then
+        empty again (a second backward pass, with retain_graph, records its own)."""
+        if self.inputs:
+            self._fold()
+        taken = None if self.weight_grad is None else (self.weight_grad, self.bias_grad)
+        self.weight_grad = self.bias_grad = None
+        return taken
 
 
 class _Sink(torch.autograd.Function):
@@ -51,8 +76,8 @@ class _Sink(torch.autograd.Function):
         taken = ctx.pairs.take()
         if taken is None:
             return None, None, None
-        x, g = taken
-        return g.t().mm(x), (g.sum(0) if ctx.has_bias else None), None
+        weight_grad, bias_grad = taken
+        return weight_grad, (bias_grad if ctx.has_bias else None), None
 
 
 class _StepLinear(torch.autograd.Function):
@@ -68,8 +93,7 @@ class _StepLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         x, weight = ctx.saved_tensors
-        ctx.pairs.inputs.append(x)
-        ctx.pairs.grads.append(g)
+        ctx.pairs.add(x, g)
         grad_x = g.mm(weight) if ctx.needs_input_grad[0] else None
         return grad_x, g.new_zeros(()), None, None, None
 

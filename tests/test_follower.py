@@ -155,10 +155,13 @@ def rollout_gradients(layers_for_rollout) -> tuple[torch.Tensor, list[torch.Tens
     return loss.detach(), [p.grad for p in f.parameters()]
 
 
-def test_step_grads_equal_the_layers_own_gradients():
-    """StepGrads defers each decoder weight's gradient to one product per rollout: the same loss and gradients."""
-    from agents.step_grads import PlainLayers, StepGrads
+@pytest.mark.parametrize("flush_rows", [256, 5])
+def test_step_grads_equal_the_layers_own_gradients(flush_rows, monkeypatch):
+    """StepGrads defers each decoder weight's gradient to a few products per rollout (every ``flush_rows`` rows,
+    and what is left at the end): the same loss and gradients."""
+    from agents.step_grads import PlainLayers, StepGrads, _Pairs
 
+    monkeypatch.setattr(_Pairs, "FLUSH_ROWS", flush_rows)
     loss_plain, plain = rollout_gradients(lambda: PlainLayers)
     loss_deferred, deferred = rollout_gradients(StepGrads)
     assert torch.allclose(loss_plain, loss_deferred, rtol=1e-6)
