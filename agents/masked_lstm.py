@@ -61,7 +61,7 @@ def masked_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor,
     plan = LengthGroups.plan(lengths, T, groups)
     if plan is None:
         return _dense(lstm, x, lengths)
-    runs = [_dense(lstm, x[:, :span].index_select(0, rows), lengths[rows]) for rows, span in plan.groups]
+    runs = [_dense(lstm, part, lengths[rows]) for part, (rows, _) in zip(plan.split(x), plan.groups)]
     return plan.restore([out for out, _ in runs], T), torch.cat([c for _, c in runs], dim=1).index_select(1, plan.back)
 
 
@@ -93,6 +93,10 @@ class LengthGroups:
         back = torch.empty_like(order)
         back[order] = torch.arange(B, device=order.device)
         return cls(parts, back)
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each group's rows of ``x`` (B, T, ...), cut to the group's span: what :meth:`restore` takes back."""
+        return [x[:, :span].index_select(0, rows) for rows, span in self.groups]
 
     def restore(self, outputs: list[torch.Tensor], steps: int) -> torch.Tensor:
         padded = [F.pad(out, (0, 0) * (out.dim() - 2) + (0, steps - out.shape[1])) for out in outputs]

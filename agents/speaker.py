@@ -96,7 +96,7 @@ class SpeakerDecoder(nn.Module):
         if plan is None:
             h, _ = self.lstm(x)
         else:
-            h = plan.restore([self.lstm(x[:, :span].index_select(0, rows))[0] for rows, span in plan.groups], L)
+            h = plan.restore([self.lstm(part)[0] for part in plan.split(x)], L)  # (B, L, H)
         where = real.flatten().nonzero().squeeze(1)  # the real positions of the (B * L) grid, row by row
         rows = torch.div(where, L, rounding_mode="floor")  # each one's row
         x, _ = self.attention_layer(self.drop(h.flatten(0, 1).index_select(0, where)), *take_rows(rows, ctx, ctx_mask))

@@ -37,6 +37,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -50,7 +51,9 @@ warnings.filterwarnings("ignore")  # as train.py does
 MAIN = str(Path(__file__).resolve().parents[1])  # this toolkit, for its simulator
 sys.path.insert(0, MAIN)
 
+from envs.atomic import write_json  # noqa: E402
 from envs.datadir import shared_data_dir  # noqa: E402
+from envs.kernel.navgraph import read_scans_txt  # noqa: E402
 
 # EnvDrop's run scripts' flags (without their checkpoint and augmentation paths); --feature_size is param.py's own
 FLAGS = {
@@ -94,7 +97,6 @@ def prepare(envdrop: Path, data: Path, work: Path) -> None:
 
 
 SIM_SECONDS = [0.0]  # wall time spent inside the MatterSim stand-in's methods
-SIM_CALLS = [0]
 
 
 def install_mattersim():
@@ -115,7 +117,6 @@ def install_mattersim():
                 depth[0] -= 1
                 if depth[0] == 0:
                     SIM_SECONDS[0] += time.perf_counter() - t0
-                    SIM_CALLS[0] += 1
         wrapper.__name__ = fn.__name__
         return wrapper
 
@@ -167,9 +168,8 @@ def random_features(feature_store=None):
     start = time.time()
     args.views = VIEWS
     conn = "connectivity"  # in the scratch folder, the cwd
-    scans = [s.strip() for s in open(os.path.join(conn, "scans.txt")) if s.strip()]
     keys = []
-    for scan in scans:
+    for scan in read_scans_txt(conn):
         with open(os.path.join(conn, "%s_connectivity.json" % scan)) as f:
             keys += ["%s_%s" % (scan, item["image_id"]) for item in json.load(f)]
     rng = np.random.default_rng(0)
@@ -201,8 +201,9 @@ def main():
     p.add_argument("--prewarm-candidates", action="store_true",
                    help="before timing, fill each env's make_candidate cache (buffered_state_dict) for every viewpoint "
                         "of its scans, as a long training run has it (steady state); off by default")
-    p.add_argument("--json", default=None, help="write the summary here")
+    p.add_argument("--json", type=Path, default=None, help="write the summary here")
     opts = p.parse_args()
+    opts.json = opts.json and opts.json.resolve()  # EnvDrop runs in a scratch folder, removed at the end
     iters = opts.iters if opts.iters is not None else (10 if opts.what == "bt" else 20)
 
     work = Path(tempfile.mkdtemp(prefix="envdrop-"))
@@ -314,9 +315,7 @@ def main():
               % (i + 1, "timed " if timed_it else "warmup", wall, sim, wall - sim, cpu), flush=True)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mean = sum(walls) / len(walls) if walls else float("nan")
-    mean_sim = sum(sims) / len(sims) if sims else float("nan")
-    mean_cpu = sum(cpus) / len(cpus) if cpus else float("nan")
+    mean, mean_sim, mean_cpu = (statistics.fmean(v) if v else float("nan") for v in (walls, sims, cpus))
     summary = {"what": opts.what, "warmup": opts.warmup, "iters": iters, "threads": opts.threads,
                "mean_ms": mean, "mean_sim_ms": mean_sim, "mean_without_sim_ms": mean - mean_sim,
                "peak_rss_mb": peak, "setup_s": setup_s, "per_iter_ms": walls, "per_iter_sim_ms": sims,
@@ -328,8 +327,7 @@ def main():
           "peak RSS %.0f MB (process CPU %.1f ms/iter)" % (opts.what, mean, len(walls), mean_sim, mean - mean_sim,
                                                             peak, mean_cpu), flush=True)
     if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump(summary, f, indent=1)
+        write_json(opts.json, summary, indent=1)
     del val_envs
 
 
