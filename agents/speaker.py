@@ -117,26 +117,45 @@ class SpeakerDecoder(nn.Module):
         x, _ = self.attention_layer(self.drop(h), ctx, ctx_mask)  # (B, H)
         return self.projection(self.drop(x)), (h, c)
 
-    def table_step(self) -> Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
-        """``step`` for eval mode (no dropout) with the input projection looked up: every word's gate input
-        ``embedding x W_ih + b_ih + b_hh`` is one (V, 4H) table made here, once, and a step adds ``h W_hh`` to
-        its words' rows. Returns a function with ``step``'s signature."""
-        assert not self.training, "table_step skips dropout: it is for eval mode"
-        lstm = self.lstm
-        table = F.linear(self.embedding.weight, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)  # (V, 4H)
+    def folded_step(self, ctx: torch.Tensor, table: bool
+                    ) -> tuple[Callable[..., tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """``step`` for eval mode (no dropout) with the weights folded into per-call products. Returns the
+        step and the context it reads in place of ``ctx`` (rows of it, as ``ctx``'s, follow the rows decoded).
 
-        def step(word, ctx, ctx_mask, state=None):
+        - Attention: the scores ``ctx . W_in h`` are ``(ctx W_in) . h``, and the weighted context's share of
+          ``W_out [weighted; h]`` is ``attention x (ctx W_out_ctx)``: both context products are made here, once
+          (the (B, T, 2H) context returned), and a step multiplies only over the path's few steps.
+        - ``h`` meets ``W_hh`` (the next step's gates) and ``W_out``'s ``h`` columns in one product.
+        - With ``table`` (a vocabulary small against the batch), every word's gate input ``embedding x W_ih +
+          b_ih + b_hh`` is one (V, 4H) table made here, and a step adds its words' rows.
+
+        The state is (``h W_hh``, c), each (B, 4H) and (B, H); the logits are ``step``'s up to rounding.
+        """
+        assert not self.training, "folded_step skips dropout: it is for eval mode"
+        lstm, attention, H = self.lstm, self.attention_layer, self.lstm.hidden_size
+        w_out = attention.linear_out.weight  # (H, C + H): the weighted context's columns, then h's
+        C = w_out.shape[1] - H
+        context = torch.cat([ctx @ attention.linear_in.weight, ctx @ w_out[:, :C].t()], -1)  # (B, T, 2H)
+        w_h = torch.cat([w_out[:, C:], lstm.weight_hh_l0]).t()  # (H, H + 4H)
+        bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+        inputs = F.linear(self.embedding.weight, lstm.weight_ih_l0, bias) if table else None  # (V, 4H)
+
+        def step(word, context, ctx_mask, state=None):
+            gates = inputs[word] if table else F.linear(self.embedding(word), lstm.weight_ih_l0, bias)  # (B, 4H)
             if state is None:
-                zeros = ctx.new_zeros(word.shape[0], lstm.hidden_size)
-                state = (zeros, zeros)
-            gates = torch.addmm(table[word], state[0], lstm.weight_hh_l0.t())  # (B, 4H): PyTorch's i, f, g, o
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            x, _ = self.attention_layer(h, ctx, ctx_mask)  # (B, H)
-            return self.projection(x), (h, c)
+                c = gates.new_zeros(word.shape[0], H)
+            else:
+                gates, c = gates + state[0], state[1]
+            i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)  # (B, H)
+            hw = h @ w_h  # (B, H + 4H): W_out's h share, the next step's h W_hh
+            keys, values = context[..., :H], context[..., H:]  # (B, T, H) each
+            scores = torch.bmm(keys, h.unsqueeze(2)).squeeze(2).masked_fill(ctx_mask, float("-inf"))  # (B, T)
+            weighted = torch.bmm(torch.softmax(scores, -1).unsqueeze(1), values).squeeze(1)  # (B, H)
+            return self.projection(torch.tanh(weighted + hw[:, :H])), (hw[:, H:], c)
 
-        return step
+        return step, context
 
 
 class Speaker(nn.Module):
@@ -179,10 +198,10 @@ class Speaker(nn.Module):
         <EOS>, so a step costs in proportion to the instructions still being written; that needs the words on
         the host at every step. Without it (the default on a GPU, where the rows cost nothing extra) every row
         keeps going, its words after <EOS> are discarded, and the host looks only every 8 words whether all
-        have finished. Greedy decoding writes the same words either way. In eval mode, when the vocabulary is
-        small against the batch (R2R's 991 words at batch 64), the word embedding's share of the LSTM gates is
-        one table row per word (embedding x W_ih + both biases, made once per call): each step looks its rows up
-        instead of multiplying, the same numbers up to rounding.
+        have finished. Greedy decoding writes the same words either way. In eval mode the steps are
+        :meth:`SpeakerDecoder.folded_step`'s: the attention's context products are made once per call, and, when
+        the vocabulary is small against the batch (R2R's 991 words at batch 64), the word embedding's share of the
+        LSTM gates is one table row per word; the same numbers up to rounding.
         """
         B, pad = ctx.shape[0], self.cfg.pad_id
         compact = ctx.device.type == "cpu" if compact is None else compact
@@ -192,9 +211,10 @@ class Speaker(nn.Module):
         finished = torch.zeros(B, dtype=torch.bool, device=ctx.device)  # without compact: rows past <EOS>
         written = torch.zeros((), dtype=torch.long, device=ctx.device)  # without compact: steps any row wrote
         state, steps = None, 0
-        # the table costs as much as ~vocabulary-size decoded rows: worth it when rows write ~24 words on average
-        table = not self.training and self.cfg.vocab_size <= 24 * B
-        step = self.decoder.table_step() if table else self.decoder.step
+        if self.training:
+            step = self.decoder.step
+        else:  # the table costs as much as ~vocabulary-size decoded rows: worth it when rows write ~24 words on average
+            step, ctx = self.decoder.folded_step(ctx, table=self.cfg.vocab_size <= 24 * B)
         banned_ids = torch.tensor(banned, dtype=torch.long, device=ctx.device)  # on the device once, not per word
         for t in range(max_len):
             logits, state = step(word, ctx, ctx_mask, state)  # (A, V)

@@ -107,7 +107,7 @@ def _reference_decode(s: Speaker, ctx, mask, max_len: int) -> tuple[torch.Tensor
 @pytest.mark.parametrize("vocab", [30, 700])  # 700 > 24 x 24 rows: no table, ``step`` with rows dropped
 def test_decode_drops_finished_rows_and_looks_up_the_input_gates(vocab):
     """Greedy decoding with finished rows dropped (and the table of input gates, for a small vocabulary) writes
-    what the plain loop writes, and the table step's logits equal ``step``'s."""
+    what the plain loop writes, and the folded step's logits equal ``step``'s."""
     torch.manual_seed(0)
     s = Speaker(SpeakerConfig(vocab_size=vocab, feature_dim=D)).eval()
     torch.manual_seed(3)
@@ -132,10 +132,14 @@ def test_decode_drops_finished_rows_and_looks_up_the_input_gates(vocab):
         for compact in (True, False):
             got = s.decode(ctx[done], mask[done], BOS, EOS, banned=(UNK,), max_len=25, compact=compact)
             assert torch.equal(got, expected_done)
-        table_step = s.decoder.table_step()
-        first, _ = table_step(torch.full((n,), BOS), ctx, mask)
-        first[:, UNK] = float("-inf")
-        assert torch.allclose(first, logits[0], atol=1e-5)
+        for table in (True, False):  # the folded step's logits are step's, word after word
+            step, context = s.decoder.folded_step(ctx, table)
+            word, state = torch.full((n,), BOS), None
+            for t in range(6):
+                got, state = step(word, context, mask, state)
+                got[:, UNK] = float("-inf")
+                assert torch.allclose(got, logits[t], atol=1e-5), (table, t)
+                word = logits[t].argmax(-1)
 
 
 def test_loss_on_real_positions_equals_the_padded_pass():
