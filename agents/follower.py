@@ -25,7 +25,7 @@ import torch.nn as nn
 from agents.envdrop import FastDropout, drop_image_features
 from agents.masked_lstm import masked_bilstm
 from agents.optim import RMSprop
-from agents.step_grads import Layers, PlainLayers
+from agents.step_grads import DeferredContext, Layers, PlainLayers
 
 
 @dataclass
@@ -75,17 +75,20 @@ class SoftDotAttention(nn.Module):
         s = torch.bmm(q.unsqueeze(1) if single else q, context.transpose(1, 2))  # (B, M, T)
         return s.squeeze(1) if single else s
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None,
+    def forward(self, query: torch.Tensor, context: torch.Tensor | DeferredContext, mask: torch.Tensor | None = None,
                 layers: Layers = PlainLayers) -> tuple[torch.Tensor, torch.Tensor]:
         single = query.dim() == 2
-        s = self.scores(query, context, layers)
-        s = s.unsqueeze(1) if single else s  # (B, M, T)
-        if mask is not None:
-            s = s.masked_fill(mask.unsqueeze(1), float("-inf"))
-        attn = torch.softmax(s, dim=-1)
-        weighted = torch.bmm(attn, context)  # (B, M, C)
-        if single:
-            weighted, attn = weighted.squeeze(1), attn.squeeze(1)
+        if isinstance(context, DeferredContext):  # a training rollout's word contexts (StepGrads.context)
+            weighted, attn = context.attend(layers.linear(self.linear_in, query), mask)  # (B, C), (B, T)
+        else:
+            s = self.scores(query, context, layers)
+            s = s.unsqueeze(1) if single else s  # (B, M, T)
+            if mask is not None:
+                s = s.masked_fill(mask.unsqueeze(1), float("-inf"))
+            attn = torch.softmax(s, dim=-1)
+            weighted = torch.bmm(attn, context)  # (B, M, C)
+            if single:
+                weighted, attn = weighted.squeeze(1), attn.squeeze(1)
         if self.linear_out is None:
             return weighted, attn
         return torch.tanh(layers.linear(self.linear_out, torch.cat([weighted, query], -1))), attn

@@ -212,6 +212,7 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
     steps = 0
     # when training, each decoder weight gets its gradient once per rollout instead of once per step
     layers = StepGrads() if torch.is_grad_enabled() else PlainLayers
+    ctx = layers.context(ctx)  # and the word contexts theirs
 
     def features(o: dict, idx: np.ndarray, idx_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         views, cands, action_mask = observe(env, o, idx, device)

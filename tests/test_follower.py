@@ -9,6 +9,7 @@ import torch
 
 from agents.follower import (Follower, FollowerConfig, angle_feature, load_envdrop_follower,
                              make_follower_optimizers)
+from agents.masked_lstm import take_rows
 from agents.optim import RMSprop
 
 B, L, K, D = 3, 7, 5, 24
@@ -143,9 +144,11 @@ def rollout_gradients(layers_for_rollout) -> tuple[torch.Tensor, list[torch.Tens
     instr = torch.randint(4, 20, (6, L), generator=generator)
     ctx, ctx_mask, h_tilde, c = f.encoder(instr)
     layers, loss, prev = layers_for_rollout(), 0.0, angle_feature(torch.zeros(6), torch.zeros(6))
+    ctx = layers.context(ctx)
     for keep in ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], [0, 2, 3, 5], [1, 3]):  # rows of those still running
         k = torch.tensor(keep)
-        h_tilde, c, ctx, ctx_mask, prev = (t[k] if len(keep) < len(t) else t for t in (h_tilde, c, ctx, ctx_mask, prev))
+        if len(keep) < len(h_tilde):
+            h_tilde, c, ctx, ctx_mask, prev = take_rows(k, h_tilde, c, ctx, ctx_mask, prev)
         views = torch.randn(len(keep), 36, D + 128, generator=generator)
         cands = torch.randn(len(keep), K, D + 128, generator=generator)
         h, c, h_tilde, logits = f.decoder(prev, views, cands, h_tilde, c, ctx, ctx_mask, layers=layers)
@@ -158,7 +161,7 @@ def rollout_gradients(layers_for_rollout) -> tuple[torch.Tensor, list[torch.Tens
 @pytest.mark.parametrize("flush_rows", [256, 5])
 def test_step_grads_equal_the_layers_own_gradients(flush_rows, monkeypatch):
     """StepGrads defers each decoder weight's gradient to a few products per rollout (every ``flush_rows`` rows,
-    and what is left at the end): the same loss and gradients."""
+    and what is left at the end), and the word contexts' to one: the same loss and gradients."""
     from agents.step_grads import PlainLayers, StepGrads, _Pairs
 
     monkeypatch.setattr(_Pairs, "FLUSH_ROWS", flush_rows)
