@@ -57,10 +57,11 @@ def angle_feature(heading: torch.Tensor, elevation: torch.Tensor, dim: int = 128
 class SoftDotAttention(nn.Module):
     """Luong "general" attention: scores = context . W_in q; optionally h~ = tanh(W_out [weighted; q]).
 
-    ``query`` is (B, Q) or (B, M, Q) (M queries sharing one context); ``context`` is (B, T, C); ``mask`` is
-    (B, T), True where a context entry must be ignored. Returns (weighted context or h~, attention or raw
-    scores). ``layers`` applies the linear maps (a rollout's :class:`~agents.step_grads.StepGrads` for (B, Q)
-    queries).
+    ``query`` is (B, Q) or (B, M, Q) (M queries sharing one context); ``context`` is (B, T, C), or for (B, Q)
+    queries a :class:`~agents.step_grads.DeferredContext` (a training rollout's word contexts, whose gradient
+    is made once per rollout); ``mask`` is (B, T), True where a context entry must be ignored. Returns
+    (weighted context or h~, attention or raw scores). ``layers`` applies the linear maps (a rollout's
+    :class:`~agents.step_grads.StepGrads` for (B, Q) queries).
     """
 
     def __init__(self, query_dim: int, ctx_dim: int, output_tilde: bool = True) -> None:
@@ -75,10 +76,11 @@ class SoftDotAttention(nn.Module):
         s = torch.bmm(q.unsqueeze(1) if single else q, context.transpose(1, 2))  # (B, M, T)
         return s.squeeze(1) if single else s
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor | DeferredContext, mask: torch.Tensor | None = None,
-                layers: Layers = PlainLayers) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query: torch.Tensor, context: torch.Tensor | DeferredContext,
+                mask: torch.Tensor | None = None, layers: Layers = PlainLayers) -> tuple[torch.Tensor, torch.Tensor]:
         single = query.dim() == 2
         if isinstance(context, DeferredContext):  # a training rollout's word contexts (StepGrads.context)
+            assert single, "a DeferredContext takes one query per row"
             weighted, attn = context.attend(layers.linear(self.linear_in, query), mask)  # (B, C), (B, T)
         else:
             s = self.scores(query, context, layers)
