@@ -18,6 +18,11 @@ Padding still costs arithmetic: a batch of 64 real R2R instructions averages 31 
 about 70, so a dense run spends over half its time on padding. Rows are therefore sorted by length and run in
 a few groups (``groups``, 4 by default), each only as long as its own longest row, when that saves at least a
 quarter of the steps. The rows are independent, so grouping changes nothing but the time.
+
+A one-directional LSTM from the zero state whose per-step outputs are all that is wanted (the speaker's decoder
+under teacher forcing) wastes hardly a step with :func:`end_to_end_lstm`: the sequences are laid end to end
+in rows as long as the longest, with one step between two on which a second extra channel closes the input
+and forget gates, so that the state after it is exactly zero, as at a sequence's start.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +44,53 @@ def _with_pad_channel(weight_ih: torch.Tensor, hidden: int) -> torch.Tensor:
     column[:hidden] = -BIG  # input gate closed on padding
     column[hidden:2 * hidden] = BIG  # forget gate open: the cell carries over unchanged
     return torch.cat([weight_ih, column], dim=1)
+
+
+def _with_reset_channel(weight_ih: torch.Tensor, hidden: int) -> torch.Tensor:
+    """weight_ih (4H, D) -> (4H, D + 1): on the extra channel the input and forget gates close (-BIG), so that
+    c = f * c + i * g = 0 and h = o * tanh(c) = 0 exactly, and no gradient flows through the step (the gates'
+    derivatives are 0, and so is h's with respect to o)."""
+    column = weight_ih.new_zeros(4 * hidden, 1)
+    column[:2 * hidden] = -BIG  # input and forget gates, in PyTorch's order (input, forget, cell, output)
+    return torch.cat([weight_ih, column], dim=1)
+
+
+def end_to_end_lstm(lstm: nn.LSTM, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Run the one-layer, batch-first, one-directional ``lstm`` from the zero state over each of B sequences given
+    one after another as ``tokens`` (N, D), ``lengths`` (B,) summing to N: the outputs (N, H), in the same order.
+
+    The sequences are laid end to end in rows as long as the longest (first fit, longest first), the next one
+    starting after a step whose reset channel (:func:`_with_reset_channel`) zeroes the state: one dense call, no
+    padding but the rows' ends. A batch of 64 R2R instructions (1,956 words, the longest 64) ran as 32 rows of 64
+    steps, about 30% fewer steps than 4 length groups of 16 rows, and the speaker's LSTM pass (forward and
+    backward) took 88-90 ms against 108-110. The outputs and gradients are those of one call per sequence.
+    """
+    assert not lstm.bidirectional and lstm.batch_first and lstm.num_layers == 1 and lstm.bias, \
+        "end_to_end_lstm takes a one-layer, batch-first, one-directional nn.LSTM with biases"
+    sizes = lengths.tolist()
+    assert min(sizes) >= 1 and sum(sizes) == tokens.shape[0], f"lengths {sizes} do not cover {tokens.shape[0]} tokens"
+    span, used = max(sizes), []  # used: the steps taken in each row
+    starts = np.zeros(len(sizes), dtype=np.int64)  # each sequence's first position in the (rows x span) grid
+    for b in sorted(range(len(sizes)), key=lambda b: -sizes[b]):
+        row = next((r for r, n in enumerate(used) if n + 1 + sizes[b] <= span), len(used))
+        if row == len(used):
+            used.append(-1)  # a new row: no reset step before its first sequence
+        starts[b] = row * span + used[row] + 1
+        used[row] += 1 + sizes[b]
+    rows, hidden = len(used), lstm.hidden_size
+    positions = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(sum(sizes))
+    resets = starts[starts % span > 0] - 1
+    at = torch.from_numpy(positions).to(tokens.device)
+    grid = tokens.new_zeros(rows * span, tokens.shape[1]).index_copy(0, at, tokens)
+    reset = tokens.new_zeros(rows * span, 1)
+    reset[torch.from_numpy(resets).to(tokens.device)] = 1.0
+    params = [_with_reset_channel(lstm.weight_ih_l0, hidden), lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
+    zeros = tokens.new_zeros(1, rows, hidden)
+    with warnings.catch_warnings():  # cuDNN: the widened weight cannot be part of the module's flat buffer
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+        out, _, _ = torch.lstm(torch.cat([grid, reset], dim=1).view(rows, span, -1), (zeros, zeros), params, True, 1,
+                               0.0, lstm.training, False, True)
+    return out.reshape(rows * span, hidden).index_select(0, at)  # (N, H)
 
 
 def take_rows(index: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:

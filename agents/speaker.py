@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from agents.envdrop import FastDropout, drop_image_features
 from agents.follower import SoftDotAttention
-from agents.masked_lstm import LengthGroups, masked_bilstm, take_rows
+from agents.masked_lstm import end_to_end_lstm, masked_bilstm, take_rows
 from agents.optim import Adam
 
 
@@ -88,18 +88,15 @@ class SpeakerDecoder(nn.Module):
     def target_logits(self, words: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
                       real: torch.Tensor) -> torch.Tensor:
         """Teacher forcing, ``forward`` on the positions ``real`` (B, L) only, a prefix of each row: logits
-        (N, V) of those N positions, row by row. Padding costs nothing: the LSTM runs in length groups
-        (:class:`~agents.masked_lstm.LengthGroups`) and attention and projection see only the real positions."""
+        (N, V) of those N positions, row by row. Padding costs next to nothing: the LSTM runs over the rows laid
+        end to end (:func:`~agents.masked_lstm.end_to_end_lstm`), and attention and projection see only the real
+        positions."""
         x = self.drop(self.embedding(words))  # (B, L, W)
         L = words.shape[1]
-        plan = LengthGroups.plan(real.sum(1), L)
-        if plan is None:
-            h, _ = self.lstm(x)
-        else:
-            h = plan.restore([self.lstm(part)[0] for part in plan.split(x)], L)  # (B, L, H)
         where = real.flatten().nonzero().squeeze(1)  # the real positions of the (B * L) grid, row by row
+        h = end_to_end_lstm(self.lstm, x.flatten(0, 1).index_select(0, where), real.sum(1))  # (N, H)
         rows = torch.div(where, L, rounding_mode="floor")  # each one's row
-        x, _ = self.attention_layer(self.drop(h.flatten(0, 1).index_select(0, where)), *take_rows(rows, ctx, ctx_mask))
+        x, _ = self.attention_layer(self.drop(h), *take_rows(rows, ctx, ctx_mask))
         return self.projection(self.drop(x))
 
     def step(self, word: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,

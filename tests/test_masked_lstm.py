@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from agents.masked_lstm import masked_bilstm, take_rows
+from agents.masked_lstm import end_to_end_lstm, masked_bilstm, take_rows
 
 B, T, D, H = 6, 9, 5, 4
 
@@ -91,3 +91,36 @@ def test_take_rows_equals_indexing_in_values_and_gradients():
     for e, g in zip(grads_expected, grads_got):
         assert torch.allclose(e, g, atol=1e-6)
     assert torch.equal(grads_got[1][1], torch.zeros(2)) and not torch.equal(grads_got[1][4], torch.zeros(2))
+
+
+@pytest.mark.parametrize("lengths", [[9, 1, 4, 9, 2, 7, 3, 3, 5, 1], [3, 3, 3, 3], [12], [1, 1, 1, 1, 1, 12]])
+def test_end_to_end_equals_one_run_per_sequence(lengths):
+    """Sequences laid end to end with a reset step between two: each one's outputs and every gradient are those
+    of running it alone from the zero state, and rows are shared (fewer than one per sequence) where they fit."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(D, H, batch_first=True)
+    tokens = torch.randn(sum(lengths), D) * 3
+    weights = torch.randn(sum(lengths), H)  # random loss weights on every output
+
+    def gradients(run):
+        lstm.zero_grad()
+        x = tokens.clone().requires_grad_()
+        out = run(x)
+        (out * weights).sum().backward()
+        return [out, x.grad] + [p.grad.clone() for p in lstm.parameters()]
+
+    rows = []
+    calls = torch.lstm
+
+    def counting(x, *args):
+        rows.append(x.shape[0])
+        return calls(x, *args)
+
+    expected = gradients(lambda x: torch.cat([lstm(part.unsqueeze(0))[0][0] for part in x.split(lengths)]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "lstm", counting)
+        got = gradients(lambda x: end_to_end_lstm(lstm, x, torch.tensor(lengths)))
+    names = ["out", "x.grad"] + [name for name, _ in lstm.named_parameters()]
+    for name, a, b in zip(names, expected, got):
+        assert torch.allclose(a, b, atol=1e-5), f"{name} differs by {float((a - b).abs().max())}"
+    assert len(rows) == 1 and (rows[0] < len(lengths) or len(set(lengths)) == 1), rows
