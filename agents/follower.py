@@ -95,6 +95,26 @@ class SoftDotAttention(nn.Module):
             return weighted, attn
         return torch.tanh(layers.linear(self.linear_out, torch.cat([weighted, query], -1))), attn
 
+    def at_positions(self, query: torch.Tensor, where: torch.Tensor, positions: int, context: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries (N, Q) at the flat positions ``where`` (N,) of a (B, ``positions``) grid, each attending over
+        its row's context (B, T, C): ``forward(query, context[row], mask[row])`` with ``row = where //
+        positions``, but each row's queries meet its context in one batched product (an empty position costs a
+        query of zeros over T entries), where a copy of the context per query would have autograd add up the
+        context's gradient query by query."""
+        B, T, C = context.shape
+        q = self.linear_in(query)  # (N, C)
+        grid = q.new_zeros(B * positions, C).index_copy(0, where, q).view(B, positions, C)
+        s = torch.bmm(grid, context.transpose(1, 2))  # (B, M, T)
+        if mask is not None:
+            s = s.masked_fill(mask.unsqueeze(1), float("-inf"))
+        attn = torch.softmax(s, dim=-1)
+        weighted = torch.bmm(attn, context).view(B * positions, C).index_select(0, where)  # (N, C)
+        attn = attn.view(B * positions, T).index_select(0, where)  # (N, T)
+        if self.linear_out is None:
+            return weighted, attn
+        return torch.tanh(self.linear_out(torch.cat([weighted, query], -1))), attn
+
 
 class InstructionEncoder(nn.Module):
     """Embedding -> BiLSTM over the real words (masked_bilstm); returns the word contexts and the decoder's initial (h~, c)."""

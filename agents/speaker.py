@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from agents.envdrop import FastDropout, drop_image_features
 from agents.follower import SoftDotAttention
-from agents.masked_lstm import end_to_end_lstm, masked_bilstm, take_rows
+from agents.masked_lstm import end_to_end_lstm, masked_bilstm
 from agents.optim import Adam
 
 
@@ -91,12 +91,10 @@ class SpeakerDecoder(nn.Module):
         (N, V) of those N positions, row by row. Padding costs next to nothing: the LSTM runs over the rows laid
         end to end (:func:`~agents.masked_lstm.end_to_end_lstm`), and attention and projection see only the real
         positions."""
-        x = self.drop(self.embedding(words))  # (B, L, W)
-        L = words.shape[1]
         where = real.flatten().nonzero().squeeze(1)  # the real positions of the (B * L) grid, row by row
-        h = end_to_end_lstm(self.lstm, x.flatten(0, 1).index_select(0, where), real.sum(1))  # (N, H)
-        rows = torch.div(where, L, rounding_mode="floor")  # each one's row
-        x, _ = self.attention_layer(self.drop(h), *take_rows(rows, ctx, ctx_mask))
+        x = self.drop(self.embedding(words.flatten().index_select(0, where)))  # (N, W)
+        h = end_to_end_lstm(self.lstm, x, real.sum(1))  # (N, H)
+        x, _ = self.attention_layer.at_positions(self.drop(h), where, words.shape[1], ctx, ctx_mask)
         return self.projection(self.drop(x))
 
     def step(self, word: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
