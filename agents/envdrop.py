@@ -32,16 +32,22 @@ def draw_env_mask(feature_dim: int, p: float, batch_size: int = 1, per_env: bool
     return keep.float() / (1.0 - p)
 
 
-def apply_image_mask(features: torch.Tensor, mask: torch.Tensor, image_dim: int) -> torch.Tensor:
+def apply_image_mask(features: torch.Tensor, mask: torch.Tensor, image_dim: int, inplace: bool = False
+                     ) -> torch.Tensor:
     """Multiply the image part (first ``image_dim`` dims) of ``features`` by ``mask``; angle dims pass through.
 
     ``features`` is (B, ..., D + A) (views (B, 36, D + A), candidates (B, K, D + A), speaker steps
     (B, T, 36, D + A)); ``mask`` is (1, D) or (B, D) and broadcasts over every middle dim (views, steps).
+    With ``inplace`` the caller's own ``features`` are multiplied and returned: no copy (the speaker's steps are
+    ~50 MB at batch 64).
     """
     assert mask.shape[-1] == image_dim, f"mask has {mask.shape[-1]} channels, features have {image_dim} image dims"
     assert mask.shape[0] in (1, features.shape[0]), \
         f"mask batch {mask.shape[0]} must be 1 (shared) or the feature batch {features.shape[0]}"
     view = mask.reshape(mask.shape[0], *([1] * (features.dim() - 2)), image_dim)
+    if inplace:
+        features[..., :image_dim].mul_(view)
+        return features
     return torch.cat([features[..., :image_dim] * view, features[..., image_dim:]], dim=-1)
 
 

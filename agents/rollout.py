@@ -364,7 +364,7 @@ def speaker_instructions(speaker: Speaker, env: Any, obs: dict, info: dict, env_
     img, act, lengths = teacher_path_features(env, obs, info, device)
     if env_mask is not None:
         D = speaker.cfg.feature_dim
-        img, act = apply_image_mask(img, env_mask, D), apply_image_mask(act, env_mask, D)
+        img, act = apply_image_mask(img, env_mask, D, inplace=True), apply_image_mask(act, env_mask, D, inplace=True)
     ctx, ctx_mask = speaker.encode(act, img, lengths, drop_features=env_mask is None)
     bos, eos, unk = _special_ids(env.vocab)
     words = speaker.decode(ctx, ctx_mask, bos, eos, banned=(unk,), max_len=max_len)

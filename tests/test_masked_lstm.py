@@ -27,8 +27,12 @@ def outputs_and_gradients(run, lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Te
     return [out, c_n, x.grad] + [p.grad for p in lstm.parameters()]
 
 
+@pytest.mark.parametrize("units", [2**19, 2 * T * H])  # one torch.lstm call, or blocks of 2 rows
 @pytest.mark.parametrize("lengths", [[9, 1, 4, 9, 2, 7], [3, 3, 3, 3, 3, 3], [9] * 6])
-def test_equals_packed_run(lengths):
+def test_equals_packed_run(lengths, units, monkeypatch):
+    import agents.masked_lstm as module
+
+    monkeypatch.setattr(module, "ROW_STEP_UNITS", units)
     torch.manual_seed(0)
     lstm = nn.LSTM(D, H, batch_first=True, bidirectional=True)
     x, lengths = torch.randn(B, T, D) * 3, torch.tensor(lengths)

@@ -218,6 +218,8 @@ def test_env_mask_shared_and_per_env():
     assert torch.equal(out[..., :64], shared.view(1, 1, 1, 64).expand(5, 3, 36, 64))  # same everywhere
     out = apply_image_mask(feats, per_env, 64)
     assert torch.equal(out[2, 1, 7, :64], per_env[2]) and torch.equal(out[2, 0, 0, :64], per_env[2])
+    own = feats.clone()
+    assert apply_image_mask(own, per_env, 64, inplace=True) is own and torch.equal(own, out)  # the same, no copy
 
 
 def test_teacher_rollout_reaches_goals_and_il_loss():
