@@ -82,18 +82,13 @@ class SoftDotAttention(nn.Module):
         if isinstance(context, DeferredContext):  # a training rollout's word contexts (StepGrads.context)
             assert single, "a DeferredContext takes one query per row"
             weighted, attn = context.attend(layers.linear(self.linear_in, query), mask)  # (B, C), (B, T)
-        else:
-            s = self.scores(query, context, layers)
-            s = s.unsqueeze(1) if single else s  # (B, M, T)
-            if mask is not None:
-                s = s.masked_fill(mask.unsqueeze(1), float("-inf"))
-            attn = torch.softmax(s, dim=-1)
-            weighted = torch.bmm(attn, context)  # (B, M, C)
-            if single:
-                weighted, attn = weighted.squeeze(1), attn.squeeze(1)
-        if self.linear_out is None:
-            return weighted, attn
-        return torch.tanh(layers.linear(self.linear_out, torch.cat([weighted, query], -1))), attn
+            return self._output(weighted, query, attn, layers)
+        s = self.scores(query, context, layers)
+        attn = _masked_softmax(s.unsqueeze(1) if single else s, mask)  # (B, M, T)
+        weighted = torch.bmm(attn, context)  # (B, M, C)
+        if single:
+            weighted, attn = weighted.squeeze(1), attn.squeeze(1)
+        return self._output(weighted, query, attn, layers)
 
     def at_positions(self, query: torch.Tensor, where: torch.Tensor, positions: int, context: torch.Tensor,
                      mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,15 +100,21 @@ class SoftDotAttention(nn.Module):
         B, T, C = context.shape
         q = self.linear_in(query)  # (N, C)
         grid = q.new_zeros(B * positions, C).index_copy(0, where, q).view(B, positions, C)
-        s = torch.bmm(grid, context.transpose(1, 2))  # (B, M, T)
-        if mask is not None:
-            s = s.masked_fill(mask.unsqueeze(1), float("-inf"))
-        attn = torch.softmax(s, dim=-1)
+        attn = _masked_softmax(torch.bmm(grid, context.transpose(1, 2)), mask)  # (B, M, T)
         weighted = torch.bmm(attn, context).view(B * positions, C).index_select(0, where)  # (N, C)
-        attn = attn.view(B * positions, T).index_select(0, where)  # (N, T)
+        return self._output(weighted, query, attn.view(B * positions, T).index_select(0, where))
+
+    def _output(self, weighted: torch.Tensor, query: torch.Tensor, attn: torch.Tensor,
+                layers: Layers = PlainLayers) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weighted context, attention), or (h~, attention) with ``linear_out``."""
         if self.linear_out is None:
             return weighted, attn
-        return torch.tanh(self.linear_out(torch.cat([weighted, query], -1))), attn
+        return torch.tanh(layers.linear(self.linear_out, torch.cat([weighted, query], -1))), attn
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the last dim of scores (B, M, T), -inf where ``mask`` (B, T) is True."""
+    return torch.softmax(scores if mask is None else scores.masked_fill(mask.unsqueeze(1), float("-inf")), dim=-1)
 
 
 class InstructionEncoder(nn.Module):

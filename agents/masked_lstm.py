@@ -43,21 +43,27 @@ BIG = 1.0e4  # sigmoid(BIG) == 1 and sigmoid(-BIG) == 0 exactly in float32, floa
 ROW_STEP_UNITS = 2**19
 
 
-def _with_pad_channel(weight_ih: torch.Tensor, hidden: int) -> torch.Tensor:
-    """weight_ih (4H, D) in PyTorch's gate order (input, forget, cell, output) -> (4H, D + 1)."""
+def _with_gate_channel(weight_ih: torch.Tensor, hidden: int, forget: float) -> torch.Tensor:
+    """weight_ih (4H, D) in PyTorch's gate order (input, forget, cell, output) -> (4H, D + 1): on the extra
+    channel the input gate closes and the forget gate opens (``forget`` = BIG: the pad channel, the cell carries
+    over unchanged) or closes (-BIG: the reset channel, c = f * c + i * g = 0 and h = o * tanh(c) = 0 exactly).
+    Either way no gradient flows through the gates on that step (their derivatives are exactly 0)."""
     column = weight_ih.new_zeros(4 * hidden, 1)
-    column[:hidden] = -BIG  # input gate closed on padding
-    column[hidden:2 * hidden] = BIG  # forget gate open: the cell carries over unchanged
+    column[:hidden] = -BIG  # input gate
+    column[hidden:2 * hidden] = forget  # forget gate
     return torch.cat([weight_ih, column], dim=1)
 
 
-def _with_reset_channel(weight_ih: torch.Tensor, hidden: int) -> torch.Tensor:
-    """weight_ih (4H, D) -> (4H, D + 1): on the extra channel the input and forget gates close (-BIG), so that
-    c = f * c + i * g = 0 and h = o * tanh(c) = 0 exactly, and no gradient flows through the step (the gates'
-    derivatives are 0, and so is h's with respect to o)."""
-    column = weight_ih.new_zeros(4 * hidden, 1)
-    column[:2 * hidden] = -BIG  # input and forget gates, in PyTorch's order (input, forget, cell, output)
-    return torch.cat([weight_ih, column], dim=1)
+def _run_lstm(x: torch.Tensor, params: list[torch.Tensor], hidden: int, bidirectional: bool,
+              training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch-first, one-layer ``torch.lstm`` call from the zero state: outputs and final cells."""
+    zeros = x.new_zeros(2 if bidirectional else 1, x.shape[0], hidden)
+    with warnings.catch_warnings():
+        # cuDNN packs these weights (one of each direction widened by an extra channel) into its flat buffer at
+        # every call, and warns that the module's weights are not one chunk: they cannot be, and the copy is small
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+        out, _, c_n = torch.lstm(x, (zeros, zeros), params, True, 1, 0.0, training, bidirectional, True)
+    return out, c_n
 
 
 def end_to_end_lstm(lstm: nn.LSTM, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -65,7 +71,7 @@ def end_to_end_lstm(lstm: nn.LSTM, tokens: torch.Tensor, lengths: torch.Tensor) 
     one after another as ``tokens`` (N, D), ``lengths`` (B,) summing to N: the outputs (N, H), in the same order.
 
     The sequences are laid end to end in rows as long as the longest (first fit, longest first), the next one
-    starting after a step whose reset channel (:func:`_with_reset_channel`) zeroes the state: one dense call, no
+    starting after a step whose reset channel (:func:`_with_gate_channel`) zeroes the state: one dense call, no
     padding but the rows' ends. A batch of 64 R2R instructions (1,956 words, the longest 64) ran as 32 rows of 64
     steps, about 30% fewer steps than 4 length groups of 16 rows, and the speaker's LSTM pass (forward and
     backward) took 88-90 ms against 108-110. The outputs and gradients are those of one call per sequence.
@@ -89,12 +95,9 @@ def end_to_end_lstm(lstm: nn.LSTM, tokens: torch.Tensor, lengths: torch.Tensor) 
     grid = tokens.new_zeros(rows * span, tokens.shape[1]).index_copy(0, at, tokens)
     reset = tokens.new_zeros(rows * span, 1)
     reset[torch.from_numpy(resets).to(tokens.device)] = 1.0
-    params = [_with_reset_channel(lstm.weight_ih_l0, hidden), lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
-    zeros = tokens.new_zeros(1, rows, hidden)
-    with warnings.catch_warnings():  # cuDNN: the widened weight cannot be part of the module's flat buffer
-        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-        out, _, _ = torch.lstm(torch.cat([grid, reset], dim=1).view(rows, span, -1), (zeros, zeros), params, True, 1,
-                               0.0, lstm.training, False, True)
+    params = [_with_gate_channel(lstm.weight_ih_l0, hidden, -BIG), lstm.weight_hh_l0, lstm.bias_ih_l0,
+              lstm.bias_hh_l0]
+    out, _ = _run_lstm(torch.cat([grid, reset], dim=1).view(rows, span, -1), params, hidden, False, lstm.training)
     return out.reshape(rows * span, hidden).index_select(0, at)  # (N, H)
 
 
@@ -177,20 +180,13 @@ class LengthGroups:
 
 def _dense(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One dense ``torch.lstm`` call over the padded batch, the pad channel freezing each row past its end."""
-    B, T, _ = x.shape
-    hidden = lstm.hidden_size
+    T, hidden = x.shape[1], lstm.hidden_size
     valid = torch.arange(T, device=x.device).unsqueeze(0) < lengths.to(x.device).unsqueeze(1)  # (B, T)
     pad = (~valid).unsqueeze(-1).to(x.dtype)
     params = []
     for suffix in ("", "_reverse"):
-        params += [_with_pad_channel(getattr(lstm, "weight_ih_l0" + suffix), hidden),
+        params += [_with_gate_channel(getattr(lstm, "weight_ih_l0" + suffix), hidden, BIG),
                    getattr(lstm, "weight_hh_l0" + suffix),
                    getattr(lstm, "bias_ih_l0" + suffix), getattr(lstm, "bias_hh_l0" + suffix)]
-    zeros = x.new_zeros(2, B, hidden)
-    with warnings.catch_warnings():
-        # cuDNN packs these weights (two of them widened by the pad channel) into its flat buffer at every call,
-        # and warns that the module's weights are not one chunk: they cannot be, and the copy is small
-        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-        out, _, c_n = torch.lstm(torch.cat([x, pad], dim=-1), (zeros, zeros), params, True, 1, 0.0, lstm.training,
-                                 True, True)
+    out, c_n = _run_lstm(torch.cat([x, pad], dim=-1), params, hidden, True, lstm.training)
     return out * valid.unsqueeze(-1).to(out.dtype), c_n
