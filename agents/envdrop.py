@@ -86,10 +86,15 @@ class FastDropout(torch.nn.Module):
         return f"p={self.p}"
 
 
-def drop_image_features(features: torch.Tensor, p: float, image_dim: int, training: bool) -> torch.Tensor:
-    """EnvDrop's feature dropout: element-wise dropout on the image part only (angle dims kept)."""
+def drop_image_features(features: torch.Tensor, p: float, image_dim: int, training: bool,
+                        inplace: bool = False) -> torch.Tensor:
+    """EnvDrop's feature dropout: element-wise dropout on the image part only (angle dims kept). With ``inplace``
+    the image part of the caller's own ``features`` is multiplied and they are returned: no copy."""
     if not training or p == 0.0:
         return features
     image = features[..., :image_dim]
-    kept = keep_mask(image.shape, p, image.dtype, image.device).mul_(image)
-    return torch.cat([kept, features[..., image_dim:]], dim=-1)
+    mask = keep_mask(image.shape, p, image.dtype, image.device)
+    if inplace:
+        image.mul_(mask)
+        return features
+    return torch.cat([mask.mul_(image), features[..., image_dim:]], dim=-1)

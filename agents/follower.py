@@ -163,17 +163,19 @@ class ActionDecoder(nn.Module):
     def forward(self, prev_angle: torch.Tensor, views: torch.Tensor, cands: torch.Tensor,
                 h_tilde: torch.Tensor, c: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
                 drop_features: bool = True, return_attention: bool = False,
-                layers: Layers = PlainLayers) -> tuple[torch.Tensor, ...]:
+                layers: Layers = PlainLayers, overwrite_features: bool = False) -> tuple[torch.Tensor, ...]:
         """prev_angle (B, 128); views (B, 36, D+128); cands (B, K, D+128); h_tilde, c (B, H); ctx (B, L, H).
 
         Returns h (B, H) for the critic, c (B, H), the new h~ (B, H) and candidate logits (B, K); with
         ``return_attention`` also the attention over the instruction's words (B, L), for replays. ``layers``:
-        a training rollout's :class:`~agents.step_grads.StepGrads` (one weight gradient per rollout).
+        a training rollout's :class:`~agents.step_grads.StepGrads` (one weight gradient per rollout). With
+        ``overwrite_features`` views and cands are the caller's own: feature dropout multiplies them in place.
         """
         action = self.drop(self.embedding[1](layers.linear(self.embedding[0], prev_angle)))  # (B, 64)
         if drop_features:
-            views = drop_image_features(views, self.feature_dropout, self.image_dim, self.training)
-            cands = drop_image_features(cands, self.feature_dropout, self.image_dim, self.training)
+            p, D, training, inplace = self.feature_dropout, self.image_dim, self.training, overwrite_features
+            views = drop_image_features(views, p, D, training, inplace)
+            cands = drop_image_features(cands, p, D, training, inplace)
         seen, _ = self.feat_att_layer(self.drop(h_tilde), views, layers=layers)  # (B, D+128)
         h, c = layers.lstm_cell(self.lstm, torch.cat([action, seen], dim=1), (h_tilde, c))
         h_tilde, words = self.attention_layer(self.drop(h), ctx, ctx_mask, layers=layers)  # (B, H), (B, L)

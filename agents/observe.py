@@ -72,7 +72,7 @@ def observe(env: Any, obs: dict, idx: np.ndarray, device: torch.device
 
     In ``indices`` mode they are gathered on ``device`` and equal what ``features`` mode copies: padding
     candidates and finished slots (whose STOP is masked) are zeros; angle features are computed in float64
-    and rounded to float32, as the env does.
+    and rounded to float32, as the env does. All three are new tensors, the caller's to overwrite.
     """
     mask = rows(obs["action_mask"], idx, device)
     if "view_features" in obs:
@@ -81,13 +81,25 @@ def observe(env: Any, obs: dict, idx: np.ndarray, device: torch.device
     here = rows(obs["viewpoint"], idx, device)  # (n,) rows of the table
     seen_from = rows(obs["candidate_view"], idx, device)  # (n, K) view of each candidate
     angles = rows(obs["candidate_angles"], idx, device).double()  # (n, K, 2) relative heading, elevation
-    views = torch.cat([table[here].float(), view_angles[rows(obs["heading_index"], idx, device)]], dim=-1)
-    n, k = seen_from.shape
-    cand_angle = angle_feature(angles[..., 0].reshape(-1), angles[..., 1].reshape(-1), view_angles.shape[-1])
-    cands = torch.cat([table[here.unsqueeze(1), seen_from].float(), cand_angle.view(n, k, -1)], dim=-1)
+    (n, k), (_, V, D), A = seen_from.shape, table.shape, view_angles.shape[-1]
+    # each part is gathered straight into its columns of the result, not gathered and then concatenated
+    views = torch.empty(n, V, D + A, device=device)
+    _gather_into(views[..., :D], table, here)
+    _gather_into(views[..., D:], view_angles, rows(obs["heading_index"], idx, device))
+    cands = torch.empty(n, k, D + A, device=device)
+    _gather_into(cands.view(n * k, D + A)[:, :D], table.flatten(0, 1), (here.unsqueeze(1) * V + seen_from).view(-1))
+    cands[..., D:] = angle_feature(angles[..., 0].reshape(-1), angles[..., 1].reshape(-1), A).view(n, k, A)
     views = views.masked_fill_(~mask[:, :1, None], 0.0)
     cands = cands.masked_fill_(~mask[:, 1:, None], 0.0)
     return views, cands, mask
+
+
+def _gather_into(out: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> None:
+    """``out[:] = table[index]`` (float32) without an intermediate tensor when the table is float32 too."""
+    if table.dtype == out.dtype:
+        torch.index_select(table, 0, index, out=out)
+    else:  # a float16 table: gathered, then widened as it is copied in
+        out.copy_(table.index_select(0, index))
 
 
 def host_waits(run: Callable[[], Any]) -> tuple[Counter, Any]:

@@ -218,14 +218,15 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
         views, cands, action_mask = observe(env, o, idx, device)
         if mask_rows is not None:
             m = mask_rows if mask_rows.shape[0] == 1 else mask_rows[idx_t]
-            views, cands = apply_image_mask(views, m, D), apply_image_mask(cands, m, D)
+            views, cands = apply_image_mask(views, m, D, inplace=True), apply_image_mask(cands, m, D, inplace=True)
         return views, cands, action_mask
 
     while len(alive):
         views, cands, action_mask = features(obs, alive, alive_t)
         h, c, h_tilde, cand_logits, *words = follower.decoder(prev_angle, views, cands, h_tilde, c, ctx, ctx_mask,
                                                               drop_features=env_mask is None,
-                                                              return_attention=decisions is not None, layers=layers)
+                                                              return_attention=decisions is not None, layers=layers,
+                                                              overwrite_features=True)
         logits = follower.action_logits(cand_logits, action_mask)  # (A, K+1)
         teacher = rows(info["teacher_action"], alive, device).long()
         if il_weight is not None:
@@ -260,7 +261,8 @@ def follower_rollout(follower: Follower, env: Any, obs: dict, info: dict, feedba
             v_views, v_cands, _ = features(obs, alive[cut], alive_t[k])
             with torch.no_grad():  # a target: no gradient flows through it
                 h_last, *_ = follower.decoder(*take_rows(k, new_angle), v_views, v_cands,
-                                              *take_rows(k, h_tilde, c, ctx, ctx_mask), drop_features=env_mask is None)
+                                              *take_rows(k, h_tilde, c, ctx, ctx_mask), drop_features=env_mask is None,
+                                              overwrite_features=True)
                 bootstrap = bootstrap.index_put((alive_t[k],), follower.critic(h_last))
         keep = np.flatnonzero(~done)
         if len(keep) < len(alive):

@@ -81,12 +81,34 @@ def test_feature_dropout_only_in_training_and_not_on_angles():
     assert torch.equal(y[..., D:], x[..., D:])  # angle dims untouched
     assert set(y[..., :D].unique().tolist()) == {0.0, 2.0}  # element-wise inverted dropout
     assert torch.equal(drop_image_features(x, 0.5, D, training=False), x)
+    assert torch.equal(x, torch.ones_like(x))  # the caller's features are left alone by default
+    own = x.clone()
+    torch.manual_seed(0)
+    assert drop_image_features(own, 0.5, D, training=True, inplace=True) is own
+    assert torch.equal(own, y)  # in place: the same mask, written into the caller's tensor
     f = make().eval()
     instr = instructions()
     torch.manual_seed(1)
     first = step(f, instr)[2][3]
     torch.manual_seed(1)
     assert torch.equal(first, step(f, instr)[2][3])  # eval mode: no dropout anywhere
+
+
+def test_decoder_overwriting_its_features_gives_the_same_step():
+    """``overwrite_features``: feature dropout writes into the caller's views and candidates (the rollout's
+    fresh observations) and the step's outputs are those of the copying path with the same draws."""
+    f = make().train()
+    ctx, ctx_mask, h_tilde, c = f.encoder(instructions())
+    views, cands = torch.randn(B, 36, D + 128), torch.randn(B, K, D + 128)
+    prev = angle_feature(torch.zeros(B), torch.zeros(B))
+    torch.manual_seed(3)
+    copied = f.decoder(prev, views, cands, h_tilde, c, ctx, ctx_mask)
+    own_views, own_cands = views.clone(), cands.clone()
+    torch.manual_seed(3)
+    overwritten = f.decoder(prev, own_views, own_cands, h_tilde, c, ctx, ctx_mask, overwrite_features=True)
+    for x, y in zip(copied, overwritten):
+        assert torch.equal(x, y)
+    assert not torch.equal(own_views, views) and torch.equal(own_views[..., D:], views[..., D:])
 
 
 @pytest.mark.parametrize("p", [0.3, 0.5, 0.05])
