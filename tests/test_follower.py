@@ -125,6 +125,12 @@ def test_keep_mask_drops_with_probability_p(p):
     assert not torch.equal(mask, keep_mask((64, 36, 907), p))
     odd = keep_mask((3, 5), p)  # sizes that are not a multiple of four
     assert odd.shape == (3, 5)
+    lanes = (mask.flatten()[:2**21] == 0).float().view(-1, 4).mean(0)  # the four draws each word makes
+    assert (lanes - p).abs().max() < 3e-3, lanes
+    torch.manual_seed(7)
+    again = keep_mask((64, 36, 907), p)
+    torch.manual_seed(7)
+    assert torch.equal(again, keep_mask((64, 36, 907), p))  # torch's seed fixes the mask
 
 
 def test_angle_feature_layout():
