@@ -89,8 +89,10 @@ def observe(env: Any, obs: dict, idx: np.ndarray, device: torch.device
     cands = torch.empty(n, k, D + A, device=device)
     _gather_into(cands.view(n * k, D + A)[:, :D], table.flatten(0, 1), (here.unsqueeze(1) * V + seen_from).view(-1))
     cands[..., D:] = angle_feature(angles[..., 0].reshape(-1), angles[..., 1].reshape(-1), A).view(n, k, A)
-    views = views.masked_fill_(~mask[:, :1, None], 0.0)
-    cands = cands.masked_fill_(~mask[:, 1:, None], 0.0)
+    finished = ~mask[:, :1, None]
+    if device.type != "cpu" or bool(finished.any()):  # a rollout observes running slots only: skipped on a CPU
+        views.masked_fill_(finished, 0.0)
+    cands.masked_fill_(~mask[:, 1:, None], 0.0)
     return views, cands, mask
 
 
