@@ -5,8 +5,10 @@ libraries: 110-200 MB of resident memory that a training run never uses (``bench
 follower on the real R2R set-up peaked at 2,206 MB with ``torch.optim``, 2,041-2,099 MB without it). These
 classes do what ``torch.optim.RMSprop`` and ``torch.optim.Adam`` do with the hyper-parameters EnvDrop uses
 (no momentum, no weight decay, not centred, no AMSGrad): the same arithmetic, op for op, as torch's
-single-tensor path (the one it takes on a CPU). Their state dicts have torch's format, so a checkpoint moves
-between the two either way; loading one whose other hyper-parameters these classes do not apply is an error.
+single-tensor path (the one it takes on a CPU), except that Adam updates float32 parameters on a CPU with
+torch's fused kernel, as ``torch.optim.Adam(fused=True)`` does. Their state dicts have torch's format, so a
+checkpoint moves between the two either way; loading one whose other hyper-parameters these classes do not
+apply is an error.
 """
 
 from __future__ import annotations
@@ -43,9 +45,13 @@ class Optimizer:
         group = self.param_groups[0]
         for p in group["params"]:
             if p.grad is not None:
-                if p not in self.state:
-                    self.state[p] = {"step": torch.tensor(0.0), **{k: torch.zeros_like(p) for k in self.buffers}}
-                self.update(p, p.grad, self.state[p], group)
+                self.update(p, p.grad, self.state_of(p), group)
+
+    def state_of(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``p``'s state, made (step 0, zero buffers) at its first update."""
+        if p not in self.state:
+            self.state[p] = {"step": torch.tensor(0.0), **{k: torch.zeros_like(p) for k in self.buffers}}
+        return self.state[p]
 
     def update(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], group: dict) -> None:
         raise NotImplementedError
@@ -113,6 +119,26 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """float32 parameters on a CPU take torch's fused kernel (``torch.optim.Adam(fused=True)``'s update: one
+        pass over parameter, gradient and moments, where the single-tensor path makes seven; the speaker's 7.9M
+        parameters in 2.6 ms instead of 12); any others the single-tensor path."""
+        group = self.param_groups[0]
+        fused = [p for p in group["params"] if p.grad is not None and p.device.type == "cpu" and p.dtype == torch.float32]
+        if fused:
+            states = [self.state_of(p) for p in fused]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1)
+            beta1, beta2 = group["betas"]
+            torch._fused_adam_(fused, [p.grad for p in fused], [s["exp_avg"] for s in states],
+                               [s["exp_avg_sq"] for s in states], [], steps, lr=group["lr"], beta1=beta1,
+                               beta2=beta2, weight_decay=0.0, eps=group["eps"], amsgrad=False, maximize=False)
+        chosen = set(map(id, fused))
+        for p in group["params"]:
+            if p.grad is not None and id(p) not in chosen:
+                self.update(p, p.grad, self.state_of(p), group)
 
     def update(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], group: dict) -> None:
         beta1, beta2 = group["betas"]

@@ -26,7 +26,7 @@ def set_grads(m: torch.nn.Module, step: int) -> None:
     """Gradients over six orders of magnitude (so eps matters), and none for the last layer every third step."""
     generator = torch.Generator().manual_seed(step)
     for i, p in enumerate(m.parameters()):
-        p.grad = None if (i >= 3 and step % 3 == 2) else torch.randn(p.shape, generator=generator) * 10.0 ** (i - 3)
+        p.grad = None if (i >= 3 and step % 3 == 2) else torch.randn(p.shape, generator=generator, dtype=p.dtype) * 10.0 ** (i - 3)
 
 
 def train(m: torch.nn.Module, optimizer, steps: range) -> None:
@@ -48,6 +48,20 @@ def test_updates_are_torch_optims(ours, theirs, hyper):
     train(b, theirs(b.parameters(), **hyper), range(8))
     same(a, b)
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), model().parameters()))  # they did move
+
+
+def test_adam_on_a_cpu_is_torchs_fused_adam_exactly():
+    """float32 CPU parameters take torch's fused kernel: bit for bit ``torch.optim.Adam(fused=True)``; a float64
+    parameter in the same optimiser takes the single-tensor path (checked against torch's above)."""
+    hyper = PAIRS[1][2]
+    a, b = model(), model()
+    train(a, Adam(a.parameters(), **hyper), range(8))
+    train(b, torch.optim.Adam(b.parameters(), fused=True, **hyper), range(8))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    a, b = model().double(), model().double()
+    train(a, Adam(a.parameters(), **hyper), range(8))
+    train(b, torch.optim.Adam(b.parameters(), foreach=False, **hyper), range(8))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 @pytest.mark.parametrize("ours, theirs, hyper", PAIRS, ids=["RMSprop", "Adam"])
