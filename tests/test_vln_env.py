@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import gymnasium as gym
@@ -152,6 +153,23 @@ def test_missing_pieces_are_named(tmp_path, tiny_world):
         VLNVectorEnv(tmp_path, "train")
     with pytest.raises(DataError, match="feature file 'missing' not found"):
         VLNVectorEnv(tiny_world, "val_seen", features="missing")
+
+
+def test_a_feature_file_reached_through_a_linked_folder_outlives_that_folder(tmp_path, tiny_world):
+    """The process keeps one feature bank per file, found by the file's real path. A data directory that
+    reached the file through linked folders, and is gone by the time a later split needs more houses' rows,
+    must not break that split."""
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world)  # a file no other test has loaded: a fresh bank
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for part in world.iterdir():
+        (linked / part.name).symlink_to(part)
+    VLNVectorEnv(linked, "val_seen", num_envs=2)
+    shutil.rmtree(linked)
+    env = VLNVectorEnv(world, "val_unseen", num_envs=2)  # houses whose rows the bank has not read yet
+    obs, _ = env.reset()
+    assert obs["view_features"][..., :env.feature_dim].any()
 
 
 @pytest.mark.realdata

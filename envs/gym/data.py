@@ -157,7 +157,8 @@ def _bank(data: DataDir, features, feature_dtype: str) -> FeatureBank:
         key, source = ("memory", features, feature_dtype), features
     else:
         path = resolve_features(data, features)
-        key, source = ("file", str(path.resolve()) if path else None, feature_dtype), path and FeatureFile(path)
+        path = path and path.resolve()  # the bank outlives this data directory: it keeps the file's own path
+        key, source = ("file", str(path) if path else None, feature_dtype), path and FeatureFile(path)
     if key not in _BANKS:
         _BANKS[key] = FeatureBank(source, BLIND_FEATURE_DIM, feature_dtype)
     return _BANKS[key]
